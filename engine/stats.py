@@ -1,0 +1,321 @@
+"""One place where every part of the engine reports, and immutable snapshots for readers.
+
+Writers (producer, sink, collectors, checks) bump plain counters on `Stats`; nothing here
+awaits or locks because the engine runs on one event loop. Readers (TUI, headless status line,
+/metrics, control socket) call `snapshot()` a few times per second and never touch live state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+HISTORY_SECONDS = 300
+ERRORS_KEPT = 100
+
+
+@dataclass(frozen=True, slots=True)
+class TargetStatus:
+    """Latest known state of one website target, as the dashboard shows it."""
+
+    name: str
+    url: str
+    enabled: bool
+    interval: float
+    ok: bool | None = None
+    status_code: int | None = None
+    total_ms: float | None = None
+    content_match: bool | None = None
+    cert_days_left: float | None = None
+    last_checked: datetime | None = None
+    reason: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LatestSample:
+    """Newest value of one metric series on this agent."""
+
+    metric: str
+    labels: tuple[tuple[str, str], ...]
+    value: float
+    unit: str
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorEntry:
+    """One recent error; `message` is untrusted text and must be shown literally."""
+
+    at: datetime
+    source: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionLag:
+    topic: str
+    partition: int
+    lag: int
+
+
+@dataclass(frozen=True)
+class StatsSnapshot:
+    """Everything a reader may show, frozen at `taken_at`. Safe to share across tasks/threads."""
+
+    taken_at: datetime
+    role: str
+    agent: str
+    kafka_state: str
+    postgres_state: str
+    produced_per_s: float
+    consumed_per_s: float
+    inserted_per_s: float
+    produced_total: int
+    consumed_total: int
+    inserted_rows_total: int
+    inserted_events_total: int
+    duplicates_total: int
+    dead_letters_total: int
+    send_errors_total: int
+    spool_depth: int
+    spool_bytes: int
+    spool_dropped_total: int
+    checks_total: int
+    lag: tuple[PartitionLag, ...]
+    lag_total: int | None
+    db_write_ms: float | None
+    freshness_s: float | None
+    history: dict[str, tuple[float, ...]]
+    metrics: tuple[LatestSample, ...]
+    metrics_enabled: dict[str, bool]
+    targets: tuple[TargetStatus, ...]
+    errors: tuple[ErrorEntry, ...]
+    errors_total: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, used by the control socket."""
+        return snapshot_to_dict(self)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def snapshot_to_dict(s: StatsSnapshot) -> dict[str, Any]:
+    """Serialise a snapshot to plain JSON types (datetimes as ISO strings)."""
+    return {
+        "taken_at": _iso(s.taken_at),
+        "role": s.role,
+        "agent": s.agent,
+        "kafka_state": s.kafka_state,
+        "postgres_state": s.postgres_state,
+        "produced_per_s": s.produced_per_s,
+        "consumed_per_s": s.consumed_per_s,
+        "inserted_per_s": s.inserted_per_s,
+        "produced_total": s.produced_total,
+        "consumed_total": s.consumed_total,
+        "inserted_rows_total": s.inserted_rows_total,
+        "inserted_events_total": s.inserted_events_total,
+        "duplicates_total": s.duplicates_total,
+        "dead_letters_total": s.dead_letters_total,
+        "send_errors_total": s.send_errors_total,
+        "spool_depth": s.spool_depth,
+        "spool_bytes": s.spool_bytes,
+        "spool_dropped_total": s.spool_dropped_total,
+        "checks_total": s.checks_total,
+        "lag": [[p.topic, p.partition, p.lag] for p in s.lag],
+        "lag_total": s.lag_total,
+        "db_write_ms": s.db_write_ms,
+        "freshness_s": s.freshness_s,
+        "history": {k: list(v) for k, v in s.history.items()},
+        "metrics": [[m.metric, [list(kv) for kv in m.labels], m.value, m.unit] for m in s.metrics],
+        "metrics_enabled": dict(s.metrics_enabled),
+        "targets": [
+            {
+                "name": t.name,
+                "url": t.url,
+                "enabled": t.enabled,
+                "interval": t.interval,
+                "ok": t.ok,
+                "status_code": t.status_code,
+                "total_ms": t.total_ms,
+                "content_match": t.content_match,
+                "cert_days_left": t.cert_days_left,
+                "last_checked": _iso(t.last_checked),
+                "reason": t.reason,
+                "error": t.error,
+            }
+            for t in s.targets
+        ],
+        "errors": [[_iso(e.at), e.source, e.message] for e in s.errors],
+        "errors_total": s.errors_total,
+    }
+
+
+def _dt(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+def snapshot_from_dict(d: dict[str, Any]) -> StatsSnapshot:
+    """Inverse of `snapshot_to_dict`, for a TUI attached over the control socket."""
+    return StatsSnapshot(
+        taken_at=_dt(d["taken_at"]) or datetime.now(UTC),
+        role=str(d["role"]),
+        agent=str(d["agent"]),
+        kafka_state=str(d["kafka_state"]),
+        postgres_state=str(d["postgres_state"]),
+        produced_per_s=float(d["produced_per_s"]),
+        consumed_per_s=float(d["consumed_per_s"]),
+        inserted_per_s=float(d["inserted_per_s"]),
+        produced_total=int(d["produced_total"]),
+        consumed_total=int(d["consumed_total"]),
+        inserted_rows_total=int(d["inserted_rows_total"]),
+        inserted_events_total=int(d["inserted_events_total"]),
+        duplicates_total=int(d["duplicates_total"]),
+        dead_letters_total=int(d["dead_letters_total"]),
+        send_errors_total=int(d["send_errors_total"]),
+        spool_depth=int(d["spool_depth"]),
+        spool_bytes=int(d["spool_bytes"]),
+        spool_dropped_total=int(d["spool_dropped_total"]),
+        checks_total=int(d["checks_total"]),
+        lag=tuple(PartitionLag(str(t), int(p), int(n)) for t, p, n in d["lag"]),
+        lag_total=d["lag_total"],
+        db_write_ms=d["db_write_ms"],
+        freshness_s=d["freshness_s"],
+        history={k: tuple(float(x) for x in v) for k, v in d["history"].items()},
+        metrics=tuple(
+            LatestSample(str(m), tuple((str(k), str(v)) for k, v in labels), float(val), str(u))
+            for m, labels, val, u in d["metrics"]
+        ),
+        metrics_enabled={str(k): bool(v) for k, v in d["metrics_enabled"].items()},
+        targets=tuple(
+            TargetStatus(
+                name=t["name"],
+                url=t["url"],
+                enabled=bool(t["enabled"]),
+                interval=float(t["interval"]),
+                ok=t["ok"],
+                status_code=t["status_code"],
+                total_ms=t["total_ms"],
+                content_match=t["content_match"],
+                cert_days_left=t["cert_days_left"],
+                last_checked=_dt(t["last_checked"]),
+                reason=t["reason"],
+                error=t["error"],
+            )
+            for t in d["targets"]
+        ),
+        errors=tuple(
+            ErrorEntry(_dt(a) or datetime.now(UTC), str(s), str(m)) for a, s, m in d["errors"]
+        ),
+        errors_total=int(d["errors_total"]),
+    )
+
+
+@dataclass
+class _Rate:
+    """A counter plus the per-second rate computed at each `tick()`."""
+
+    total: int = 0
+    last_total: int = 0
+    last_at: float = field(default_factory=time.monotonic)
+    per_s: float = 0.0
+    history: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY_SECONDS))
+
+    def tick(self, now: float) -> None:
+        elapsed = now - self.last_at
+        if elapsed <= 0:
+            return
+        self.per_s = (self.total - self.last_total) / elapsed
+        self.history.append(self.per_s)
+        self.last_total = self.total
+        self.last_at = now
+
+
+class Stats:
+    """Live counters of one engine. Mutated in place by the engine; read via `snapshot()`."""
+
+    def __init__(self, role: str, agent: str) -> None:
+        self.role = role
+        self.agent = agent
+        self.kafka_state = "off"
+        self.postgres_state = "off"
+        self.produced = _Rate()
+        self.consumed = _Rate()
+        self.inserted = _Rate()
+        self.inserted_events_total = 0
+        self.duplicates_total = 0
+        self.dead_letters_total = 0
+        self.send_errors_total = 0
+        self.spool_depth = 0
+        self.spool_bytes = 0
+        self.spool_dropped_total = 0
+        self.checks_total = 0
+        self.lag: dict[tuple[str, int], int] = {}
+        self.db_write_ms: float | None = None
+        self.newest_committed_observed_at: datetime | None = None
+        self.metrics: dict[tuple[str, tuple[tuple[str, str], ...]], LatestSample] = {}
+        self.metrics_enabled: dict[str, bool] = {}
+        self.targets: dict[str, TargetStatus] = {}
+        self.errors: deque[ErrorEntry] = deque(maxlen=ERRORS_KEPT)
+        self.errors_total = 0
+
+    def tick(self) -> None:
+        """Roll the per-second rates; the engine calls this once a second."""
+        now = time.monotonic()
+        for rate in (self.produced, self.consumed, self.inserted):
+            rate.tick(now)
+
+    def error(self, source: str, message: str) -> None:
+        """Record an error for the errors pane (bounded ring) and the error counter."""
+        self.errors_total += 1
+        self.errors.append(ErrorEntry(datetime.now(UTC), source, message))
+
+    def record_db_write(self, ms: float) -> None:
+        """Exponentially smoothed DB write latency, so one slow batch does not flap the UI."""
+        self.db_write_ms = ms if self.db_write_ms is None else 0.8 * self.db_write_ms + 0.2 * ms
+
+    def snapshot(self) -> StatsSnapshot:
+        now = datetime.now(UTC)
+        freshness = None
+        if self.newest_committed_observed_at is not None:
+            freshness = max(0.0, (now - self.newest_committed_observed_at).total_seconds())
+        lag = tuple(PartitionLag(t, p, n) for (t, p), n in sorted(self.lag.items()))
+        return StatsSnapshot(
+            taken_at=now,
+            role=self.role,
+            agent=self.agent,
+            kafka_state=self.kafka_state,
+            postgres_state=self.postgres_state,
+            produced_per_s=self.produced.per_s,
+            consumed_per_s=self.consumed.per_s,
+            inserted_per_s=self.inserted.per_s,
+            produced_total=self.produced.total,
+            consumed_total=self.consumed.total,
+            inserted_rows_total=self.inserted.total,
+            inserted_events_total=self.inserted_events_total,
+            duplicates_total=self.duplicates_total,
+            dead_letters_total=self.dead_letters_total,
+            send_errors_total=self.send_errors_total,
+            spool_depth=self.spool_depth,
+            spool_bytes=self.spool_bytes,
+            spool_dropped_total=self.spool_dropped_total,
+            checks_total=self.checks_total,
+            lag=lag,
+            lag_total=sum(p.lag for p in lag) if lag else None,
+            db_write_ms=self.db_write_ms,
+            freshness_s=freshness,
+            history={
+                "produced": tuple(self.produced.history),
+                "consumed": tuple(self.consumed.history),
+                "inserted": tuple(self.inserted.history),
+            },
+            metrics=tuple(self.metrics[k] for k in sorted(self.metrics)),
+            metrics_enabled=dict(self.metrics_enabled),
+            targets=tuple(self.targets[k] for k in sorted(self.targets)),
+            errors=tuple(self.errors),
+            errors_total=self.errors_total,
+        )
