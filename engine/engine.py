@@ -1,0 +1,312 @@
+"""The engine: owns every task of one metrictui process and starts/stops them in order.
+
+Roles: "producer" (collectors + checks -> Kafka, spool when away), "consumer" (Kafka ->
+PostgreSQL), "all" (both, for a laptop). The engine is steered at runtime (targets, metrics)
+through the methods below, which the TUI reaches via engine.local_control or the control socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Literal
+
+import psycopg
+
+from engine.checks import Checker, CheckResult
+from engine.collectors import COLLECTOR_NAMES, HostCollector
+from engine.config import Config
+from engine.envelope import encode_event, metrics_payload
+from engine.errors import UserError
+from engine.metric_state import load_enabled, save_enabled
+from engine.migrate import migrate
+from engine.producer import Shipper
+from engine.scheduler import CheckScheduler
+from engine.sink import Sink
+from engine.spool import Spool
+from engine.stats import LatestSample, Stats, StatsSnapshot, TargetStatus
+from engine.targets import Target, load_targets, save_targets
+from engine.topics import ensure_topics
+
+Role = Literal["all", "producer", "consumer"]
+ROLES: tuple[Role, ...] = ("all", "producer", "consumer")
+log = logging.getLogger("metrictui.engine")
+
+
+class Engine:
+    """One metrictui pipeline process. `start()` then `stop()`; both bounded in time."""
+
+    def __init__(self, config: Config, role: Role = "all") -> None:
+        self.config = config
+        self.role = role
+        self.agent = config.agent.name
+        self.host = socket.gethostname()
+        self.stats = Stats(role, self.agent)
+        self._targets: dict[str, Target] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self.shipper: Shipper | None = None
+        self.sink: Sink | None = None
+        self.checker: Checker | None = None
+        self.scheduler: CheckScheduler | None = None
+        self.collector: HostCollector | None = None
+        self._metrics_wakeup = asyncio.Event()
+        self._started = False
+        self.on_change: Callable[[], None] | None = None
+
+    @property
+    def produces(self) -> bool:
+        return self.role in ("all", "producer")
+
+    @property
+    def consumes(self) -> bool:
+        return self.role in ("all", "consumer")
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start every part of this role. Raises UserError for problems the user must fix."""
+        cfg = self.config
+        client_id = f"metrictui-{self.agent}"
+        enabled = load_enabled(cfg.targets_file, cfg.agent.metrics)
+        for name in COLLECTOR_NAMES:
+            self.stats.metrics_enabled[name] = name in enabled
+        try:
+            created = await ensure_topics(cfg.kafka)
+            if created:
+                log.info("created Kafka topics %s", ", ".join(created))
+        except UserError:
+            raise
+        except Exception as exc:  # Kafka away: the producer spools, the consumer retries.
+            log.warning("Kafka not reachable at start (%s); will retry", type(exc).__name__)
+            self._tasks.append(asyncio.create_task(self._ensure_topics_later(), name="topics"))
+        if self.consumes:
+            dsn = cfg.postgres.dsn
+            if dsn is None:
+                raise UserError("[postgres] dsn is not set: the consumer role needs PostgreSQL")
+            self.sink = Sink(cfg, self.stats, client_id)
+            try:
+                if cfg.postgres.migrate_on_start:
+                    await migrate(dsn.reveal(), cfg.postgres.schema)
+                await self.sink.connect_postgres()
+            except UserError:
+                raise
+            except Exception as exc:  # PostgreSQL away: the sink retries each batch.
+                if not isinstance(exc, psycopg.Error | OSError):
+                    raise
+                self.stats.postgres_state = "down"
+                log.warning("PostgreSQL not reachable at start; will retry")
+            self._tasks.append(asyncio.create_task(self.sink.run(), name="sink"))
+        if self.produces:
+            spool = Spool(cfg.agent.spool_dir, cfg.agent.spool_max_mb * 1024 * 1024)
+            self.shipper = Shipper(cfg.kafka, spool, self.stats, client_id)
+            await self.shipper.start()
+            self.collector = HostCollector(enabled)
+            self.checker = Checker(body_max_bytes=cfg.agent.check_body_max_kb * 1024)
+            await self.checker.start()
+            self.scheduler = CheckScheduler(
+                self.checker, self._on_check, concurrency=cfg.agent.check_concurrency
+            )
+            self._targets = {t.name: t for t in load_targets(cfg.targets_file)}
+            self._publish_targets()
+            self.scheduler.start()
+            self._tasks.append(asyncio.create_task(self._collect_loop(), name="collect"))
+        self._tasks.append(asyncio.create_task(self._tick_loop(), name="stats"))
+        self._started = True
+
+    async def _ensure_topics_later(self) -> None:
+        while True:
+            await asyncio.sleep(5)
+            try:
+                await ensure_topics(self.config.kafka)
+                return
+            except UserError as exc:
+                self.stats.error("kafka", str(exc))
+                return
+            except Exception:  # still away; try again
+                continue
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop collecting, flush the producer (or spool), finish the sink batch, close."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+        for task in self._tasks:
+            if task.get_name() in ("collect", "topics", "stats"):
+                task.cancel()
+        if self.shipper is not None:
+            await self.shipper.stop(timeout=max(1.0, (deadline - loop.time()) * 0.6))
+        if self.checker is not None:
+            await self.checker.close()
+        if self.sink is not None:
+            await self.sink.stop()
+            sink_task = next((t for t in self._tasks if t.get_name() == "sink"), None)
+            if sink_task is not None:
+                try:
+                    async with asyncio.timeout(max(0.5, deadline - loop.time() - 1)):
+                        await asyncio.shield(sink_task)
+                except TimeoutError:
+                    sink_task.cancel()
+            await self.sink.close()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+
+    # -- loops ------------------------------------------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            if self.shipper is not None:
+                self.stats.spool_depth = self.shipper.spool.depth
+            self.stats.tick()
+
+    async def _collect_loop(self) -> None:
+        assert self.collector is not None and self.shipper is not None
+        interval = self.config.agent.metrics_interval
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            observed_at = datetime.now(UTC)
+            try:
+                samples = await asyncio.to_thread(self.collector.collect)
+            except Exception as exc:  # a collector bug must not stop the agent
+                self.stats.error("collector", f"collecting metrics failed: {exc!r}"[:300])
+                samples = []
+            if samples:
+                value = encode_event(
+                    "metrics", self.agent, self.host, observed_at, metrics_payload(samples)
+                )
+                self.shipper.submit(self.config.kafka.metrics_topic, self.agent.encode(), value)
+                for s in samples:
+                    self.stats.metrics[(s.metric, s.labels)] = LatestSample(
+                        s.metric, s.labels, s.value, s.unit
+                    )
+            next_at += interval
+            delay = next_at - loop.time()
+            if delay < 0:
+                next_at = loop.time()
+                delay = 0
+            self._metrics_wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._metrics_wakeup.wait()
+
+    def _on_check(self, result: CheckResult, lateness_s: float) -> None:
+        assert self.shipper is not None
+        self.stats.checks_total += 1
+        target = self._targets.get(result.target)
+        if target is None:
+            return  # deleted while the check ran
+        value = encode_event("check", self.agent, self.host, result.started_at, result.to_payload())
+        self.shipper.submit(self.config.kafka.checks_topic, result.target.encode(), value)
+        cert_days = None
+        if result.cert_expires_at is not None:
+            cert_days = (result.cert_expires_at - datetime.now(UTC)).total_seconds() / 86400
+        self.stats.targets[target.name] = TargetStatus(
+            name=target.name,
+            url=target.url,
+            enabled=target.enabled,
+            interval=target.interval,
+            ok=result.ok,
+            status_code=result.status_code,
+            total_ms=result.total_ms,
+            content_match=result.content_match,
+            cert_days_left=cert_days,
+            last_checked=result.started_at,
+            reason=result.reason,
+            error=result.error,
+        )
+
+    # -- control ----------------------------------------------------------------------------
+
+    def snapshot(self) -> StatsSnapshot:
+        return self.stats.snapshot()
+
+    def targets(self) -> list[Target]:
+        return list(self._targets.values())
+
+    def get_target(self, name: str) -> Target:
+        try:
+            return self._targets[name]
+        except KeyError:
+            raise UserError(f"no target named {name!r}") from None
+
+    def _publish_targets(self) -> None:
+        """Push the target list to the scheduler and the stats (keeping last results)."""
+        if self.scheduler is not None:
+            self.scheduler.set_targets(list(self._targets.values()))
+        old = self.stats.targets
+        self.stats.targets = {}
+        for t in self._targets.values():
+            prev = old.get(t.name)
+            if prev is not None and prev.url == t.url:
+                self.stats.targets[t.name] = replace(prev, enabled=t.enabled, interval=t.interval)
+            else:
+                self.stats.targets[t.name] = TargetStatus(t.name, t.url, t.enabled, t.interval)
+
+    def _save(self, targets: dict[str, Target]) -> None:
+        try:
+            save_targets(self.config.targets_file, list(targets.values()))
+        except OSError as exc:
+            raise UserError(
+                f"cannot save {self.config.targets_file}: {exc.strerror}; check the directory"
+            ) from None
+        self._targets = targets
+        self._publish_targets()
+        if self.on_change is not None:
+            self.on_change()
+
+    async def add_target(self, target: Target) -> None:
+        if target.name in self._targets:
+            raise UserError(f"a target named {target.name!r} exists already; pick another name")
+        self._save({**self._targets, target.name: target})
+
+    async def update_target(self, name: str, target: Target) -> None:
+        self.get_target(name)
+        if target.name != name and target.name in self._targets:
+            raise UserError(f"a target named {target.name!r} exists already; pick another name")
+        updated = {
+            (target.name if k == name else k): (target if k == name else v)
+            for k, v in self._targets.items()
+        }
+        self._save(updated)
+
+    async def delete_target(self, name: str) -> None:
+        self.get_target(name)
+        self._save({k: v for k, v in self._targets.items() if k != name})
+        self.stats.targets.pop(name, None)
+
+    async def set_target_enabled(self, name: str, enabled: bool) -> None:
+        await self.update_target(name, replace(self.get_target(name), enabled=enabled))
+
+    async def set_metric_enabled(self, name: str, enabled: bool) -> None:
+        """Switch a collector on/off now, and remember it in the state file."""
+        if name not in COLLECTOR_NAMES:
+            raise UserError(f"unknown metric {name!r}; known: {', '.join(COLLECTOR_NAMES)}")
+        if self.collector is not None:
+            self.collector.set_enabled(name, enabled)
+            if not enabled:
+                for key in [k for k in self.stats.metrics if _collector_of(k[0]) == name]:
+                    del self.stats.metrics[key]
+        self.stats.metrics_enabled[name] = enabled
+        try:
+            save_enabled(
+                self.config.targets_file, [n for n, on in self.stats.metrics_enabled.items() if on]
+            )
+        except OSError as exc:
+            raise UserError(f"cannot save the metric switches: {exc.strerror}") from None
+        if self.on_change is not None:
+            self.on_change()
+
+
+def _collector_of(metric: str) -> str:
+    return metric.split(".", 1)[0]

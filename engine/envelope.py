@@ -1,0 +1,272 @@
+"""The Kafka message format: a small, versioned, self-describing JSON envelope.
+
+    {"v": "1.0", "id": "<uuid4>", "type": "metrics" | "check", "agent": "...", "host": "...",
+     "observed_at": "<iso8601>", "sent_at": "<iso8601>", "payload": {...}}
+
+metrics payload: {"samples": [[metric, {label: value}, value, unit], ...]} (one event per tick).
+check payload:   CheckResult.to_payload() (one event per check).
+
+Readers ignore unknown fields and minor versions; an unknown major version, like any other
+invalid message, is rejected with a short machine-readable reason so the sink can dead-letter it
+and keep the partition moving.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+SCHEMA_VERSION = "1.0"
+MAJOR = 1
+MAX_MESSAGE_BYTES = 1_000_000
+MAX_FUTURE_SKEW = timedelta(hours=1)
+_NAME_MAX = 200
+_TEXT_MAX = 2000
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def encode_event(
+    kind: str,
+    agent: str,
+    host: str,
+    observed_at: datetime,
+    payload: Mapping[str, Any],
+    event_id: uuid.UUID | None = None,
+) -> bytes:
+    """One envelope as compact JSON bytes (orjson: the sink and producer are hot paths)."""
+    return orjson.dumps(
+        {
+            "v": SCHEMA_VERSION,
+            "id": str(event_id or uuid.uuid4()),
+            "type": kind,
+            "agent": agent,
+            "host": host,
+            "observed_at": observed_at.isoformat(),
+            "sent_at": utc_now().isoformat(),
+            "payload": payload,
+        }
+    )
+
+
+def metrics_payload(samples: Iterable[Any]) -> dict[str, Any]:
+    """Payload of a metrics event from `engine.collectors.Sample`-like objects."""
+    return {"samples": [[s.metric, dict(s.labels), s.value, s.unit] for s in samples]}
+
+
+class Invalid(Exception):
+    """A message that cannot be accepted; `reason` is short and stored with the dead letter."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class MetricsEvent:
+    event_id: uuid.UUID
+    agent: str
+    host: str
+    observed_at: datetime
+    # (metric, canonical labels JSON, value, unit)
+    samples: list[tuple[str, str, float, str]]
+
+
+# Column order of the `checks` table rows built from a check event (after ts, event_id, agent).
+CHECK_FIELDS = (
+    "target",
+    "url",
+    "method",
+    "ok",
+    "status_code",
+    "reason",
+    "error",
+    "dns_ms",
+    "connect_ms",
+    "tls_ms",
+    "ttfb_ms",
+    "total_ms",
+    "content_match",
+    "cert_expires_at",
+    "resolved_ip",
+)
+
+
+@dataclass(slots=True)
+class CheckEvent:
+    event_id: uuid.UUID
+    agent: str
+    host: str
+    observed_at: datetime
+    row: tuple[Any, ...]  # values in CHECK_FIELDS order
+
+
+Event = MetricsEvent | CheckEvent
+
+
+def _text(d: Mapping[str, Any], key: str, *, limit: int = _NAME_MAX, empty: bool = False) -> str:
+    value = d.get(key)
+    if value is None:
+        raise Invalid(f"missing_field: {key}")
+    if not isinstance(value, str):
+        raise Invalid(f"wrong_type: {key} must be a string")
+    if not empty and not value:
+        raise Invalid(f"empty_field: {key}")
+    if len(value) > limit:
+        raise Invalid(f"too_long: {key}")
+    if "\x00" in value:
+        raise Invalid(f"nul_character: {key}")
+    return value
+
+
+def _opt_text(d: Mapping[str, Any], key: str, limit: int = _TEXT_MAX) -> str | None:
+    value = d.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise Invalid(f"wrong_type: {key} must be a string or null")
+    # PostgreSQL text cannot hold NUL; keep the rest of an untrusted error message.
+    return value[:limit].replace("\x00", "\ufffd")
+
+
+def _opt_number(d: Mapping[str, Any], key: str) -> float | None:
+    value = d.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise Invalid(f"wrong_type: {key} must be a number or null")
+    if not math.isfinite(value):
+        raise Invalid(f"non_finite: {key}")
+    return float(value)
+
+
+def _opt_int(d: Mapping[str, Any], key: str) -> int | None:
+    value = d.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 999:
+        raise Invalid(f"wrong_type: {key} must be an HTTP status or null")
+    return value
+
+
+def _opt_bool(d: Mapping[str, Any], key: str) -> bool | None:
+    value = d.get(key)
+    if value is None or isinstance(value, bool):
+        return value
+    raise Invalid(f"wrong_type: {key} must be a boolean or null")
+
+
+def _timestamp(value: Any, key: str) -> datetime:
+    if not isinstance(value, str):
+        raise Invalid(f"bad_timestamp: {key}")
+    try:
+        ts = datetime.fromisoformat(value)
+    except ValueError:
+        raise Invalid(f"bad_timestamp: {key}") from None
+    if ts.tzinfo is None:
+        raise Invalid(f"bad_timestamp: {key} has no time zone")
+    return ts
+
+
+def _check_age(ts: datetime, now: datetime, max_age: timedelta) -> None:
+    if ts > now + MAX_FUTURE_SKEW:
+        raise Invalid("timestamp_out_of_range: observed_at is in the future")
+    if ts < now - max_age:
+        raise Invalid("timestamp_out_of_range: observed_at is older than max_event_age_days")
+
+
+def decode_event(raw: bytes | None, *, now: datetime, max_age: timedelta) -> Event:
+    """Parse and validate one Kafka message value, or raise `Invalid` with the reason."""
+    if raw is None:
+        raise Invalid("empty_message")
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise Invalid("oversized")
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise Invalid("not_json") from None
+    if not isinstance(doc, dict):
+        raise Invalid("wrong_shape: envelope must be a JSON object")
+    version = doc.get("v")
+    if not isinstance(version, str) or not version.split(".", 1)[0].isdigit():
+        raise Invalid("missing_field: v")
+    if int(version.split(".", 1)[0]) != MAJOR:
+        raise Invalid(f"unknown_version: {version[:20]}")
+    try:
+        event_id = uuid.UUID(_text(doc, "id"))
+    except ValueError:
+        raise Invalid("wrong_type: id must be a UUID") from None
+    kind = _text(doc, "type")
+    agent = _text(doc, "agent")
+    host = _text(doc, "host", empty=True)
+    observed_at = _timestamp(doc.get("observed_at"), "observed_at")
+    _check_age(observed_at, now, max_age)
+    payload = doc.get("payload")
+    if not isinstance(payload, dict):
+        raise Invalid("wrong_shape: payload must be an object")
+    if kind == "metrics":
+        return MetricsEvent(event_id, agent, host, observed_at, _samples(payload))
+    if kind == "check":
+        return CheckEvent(event_id, agent, host, observed_at, _check_row(payload))
+    raise Invalid(f"unknown_type: {kind[:40]}")
+
+
+def _samples(payload: Mapping[str, Any]) -> list[tuple[str, str, float, str]]:
+    items = payload.get("samples")
+    if not isinstance(items, list):
+        raise Invalid("wrong_shape: payload.samples must be a list")
+    out: list[tuple[str, str, float, str]] = []
+    for item in items:
+        if not isinstance(item, list) or len(item) != 4:
+            raise Invalid("wrong_shape: a sample must be [metric, labels, value, unit]")
+        metric, labels, value, unit = item
+        if not isinstance(metric, str) or not metric or len(metric) > _NAME_MAX:
+            raise Invalid("wrong_type: sample metric must be a non-empty string")
+        if not isinstance(labels, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+        ):
+            raise Invalid("wrong_type: sample labels must map strings to strings")
+        if "\x00" in metric or any("\x00" in k or "\x00" in v for k, v in labels.items()):
+            raise Invalid("nul_character: sample metric or labels")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise Invalid("wrong_type: sample value must be a number")
+        if not math.isfinite(value):
+            raise Invalid("non_finite: sample value")
+        if not isinstance(unit, str) or len(unit) > 40:
+            raise Invalid("wrong_type: sample unit must be a short string")
+        out.append(
+            (metric, orjson.dumps(labels, option=orjson.OPT_SORT_KEYS).decode(), value, unit)
+        )
+    return out
+
+
+def _check_row(p: Mapping[str, Any]) -> tuple[Any, ...]:
+    ok = p.get("ok")
+    if not isinstance(ok, bool):
+        raise Invalid("wrong_type: ok must be a boolean")
+    cert = p.get("cert_expires_at")
+    return (
+        _text(p, "target"),
+        _text(p, "url", limit=_TEXT_MAX),
+        _text(p, "method", limit=20),
+        ok,
+        _opt_int(p, "status_code"),
+        _opt_text(p, "reason", 100),
+        _opt_text(p, "error"),
+        _opt_number(p, "dns_ms"),
+        _opt_number(p, "connect_ms"),
+        _opt_number(p, "tls_ms"),
+        _opt_number(p, "ttfb_ms"),
+        _opt_number(p, "total_ms"),
+        _opt_bool(p, "content_match"),
+        None if cert is None else _timestamp(cert, "cert_expires_at"),
+        _opt_text(p, "resolved_ip", 100),
+    )

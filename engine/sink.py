@@ -1,0 +1,282 @@
+"""The consumer side: Kafka batches into PostgreSQL, offsets committed only after the rows.
+
+Loop: `getmany` a batch -> decode and validate every message (bad ones become dead letters, so
+a partition never stalls on a poison message) -> one PostgreSQL transaction (engine/store.py)
+-> commit the Kafka offsets. If PostgreSQL is away, the same batch is retried with backoff and
+no offset moves; lag grows and drains later. If the database rejects a batch for its content,
+it is written event by event and the rejected events are dead-lettered with the SQL state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from engine.config import Config
+from engine.envelope import CheckEvent, Invalid, MetricsEvent, decode_event
+from engine.errors import ConnectError
+from engine.kafka_settings import client_kwargs
+from engine.stats import Stats
+from engine.store import DeadLetter, Store, WriteResult
+
+log = logging.getLogger("metrictui.sink")
+
+_AUTH_SQLSTATES = {"28P01", "28000", "3D000", "42501"}
+
+
+def postgres_error_line(exc: psycopg.Error) -> str:
+    """One secret-free line for a PostgreSQL connection/auth problem."""
+    state = getattr(exc, "sqlstate", None)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    # libpq messages can echo the host and user, never the password; drop any DSN echo anyway.
+    text = text.split("password=")[0].strip()
+    return f"PostgreSQL: {text[:240]}" + (f" (SQLSTATE {state})" if state else "")
+
+
+def is_fatal_postgres_error(exc: psycopg.Error) -> bool:
+    """Wrong password, unknown database or missing privilege will not fix itself by retrying."""
+    state = getattr(exc, "sqlstate", None)
+    if state in _AUTH_SQLSTATES:
+        return True
+    text = str(exc)
+    return "password authentication failed" in text or "certificate" in text
+
+
+class Sink:
+    """Owns the Kafka consumer and the store; `run()` is the engine's consumer task."""
+
+    def __init__(self, config: Config, stats: Stats, client_id: str) -> None:
+        self.config = config
+        self.stats = stats
+        self.client_id = client_id
+        dsn = config.postgres.dsn
+        if dsn is None:
+            raise ConnectError("[postgres] dsn is not set: the consumer needs a PostgreSQL DSN")
+        self.store = Store(dsn.reveal(), config.postgres.schema)
+        self.consumer: AIOKafkaConsumer | None = None
+        self.max_age = timedelta(days=config.consumer.max_event_age_days)
+        self._stopping = asyncio.Event()
+        self._last_lag_at = 0.0
+
+    async def connect_postgres(self) -> None:
+        """First connection; wrong credentials raise ConnectError, other failures propagate."""
+        try:
+            await self.store.connect()
+        except psycopg.OperationalError as exc:
+            if is_fatal_postgres_error(exc):
+                raise ConnectError(postgres_error_line(exc) + "; check [postgres] dsn") from None
+            raise
+        self.stats.postgres_state = "connected"
+
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        k = self.config.kafka
+        return AIOKafkaConsumer(
+            k.metrics_topic,
+            k.checks_topic,
+            **client_kwargs(k, self.client_id),
+            group_id=self.config.consumer.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self.config.consumer.batch_max,
+            fetch_max_wait_ms=min(500, self.config.consumer.flush_ms),
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+
+    async def _start_consumer(self) -> None:
+        backoff = 0.5
+        while not self._stopping.is_set():
+            consumer = self._new_consumer()
+            try:
+                async with asyncio.timeout(self.config.kafka.request_timeout_s + 5):
+                    await consumer.start()
+            except (KafkaError, OSError, TimeoutError) as exc:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(2):
+                        await consumer.stop()
+                self.stats.kafka_state = "down"
+                log.warning("Kafka consumer cannot connect (%s); retrying", type(exc).__name__)
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            self.consumer = consumer
+            self.stats.kafka_state = "connected"
+            return
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+
+    async def run(self) -> None:
+        """Consume until `stop()`; each batch is in PostgreSQL before its offsets commit."""
+        await self._start_consumer()
+        flush_ms = self.config.consumer.flush_ms
+        while not self._stopping.is_set() and self.consumer is not None:
+            try:
+                batch = await self.consumer.getmany(
+                    timeout_ms=flush_ms, max_records=self.config.consumer.batch_max
+                )
+            except KafkaError as exc:
+                self.stats.kafka_state = "down"
+                self.stats.error("consumer", f"Kafka fetch failed: {type(exc).__name__}")
+                await self._sleep(1.0)
+                continue
+            self.stats.kafka_state = "connected"
+            if batch:
+                await self._handle(batch)
+            await self._update_lag()
+
+    async def _handle(self, batch: dict[TopicPartition, list[object]]) -> None:
+        now = datetime.now(UTC)
+        metrics: list[MetricsEvent] = []
+        checks: list[CheckEvent] = []
+        dead: list[DeadLetter] = []
+        offsets: dict[TopicPartition, int] = {}
+        count = 0
+        for tp, messages in batch.items():
+            for msg in messages:
+                value = msg.value  # type: ignore[attr-defined]
+                count += 1
+                try:
+                    event = decode_event(value, now=now, max_age=self.max_age)
+                except Invalid as bad:
+                    dead.append(DeadLetter(tp.topic, tp.partition, msg.offset, bad.reason, value))  # type: ignore[attr-defined]
+                    continue
+                if isinstance(event, MetricsEvent):
+                    metrics.append(event)
+                else:
+                    checks.append(event)
+            offsets[tp] = messages[-1].offset + 1  # type: ignore[attr-defined]
+        self.stats.consumed.total += count
+        result = await self._write_until_done(metrics, checks, dead)
+        if result is None:
+            return  # stopping: nothing committed, the batch is read again next time
+        self._account(result)
+        await self._commit(offsets)
+
+    async def _write_until_done(
+        self,
+        metrics: list[MetricsEvent],
+        checks: list[CheckEvent],
+        dead: list[DeadLetter],
+    ) -> WriteResult | None:
+        """Retry the batch while PostgreSQL is unreachable; None if asked to stop first."""
+        backoff = 0.5
+        while not self._stopping.is_set():
+            try:
+                if not self.store.connected:
+                    await self.store.close()
+                    await self.store.connect()
+                    log.info("PostgreSQL connection restored")
+                result = await self.store.write_batch(metrics, checks, dead)
+                self.stats.postgres_state = "connected"
+                return result
+            except psycopg.OperationalError as exc:
+                if self.stats.postgres_state != "down":
+                    line = postgres_error_line(exc)
+                    log.warning("%s; retrying the batch", line)
+                    self.stats.error("postgres", line)
+                self.stats.postgres_state = "down"
+                await self.store.close()
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+            except psycopg.Error as exc:
+                return await self._write_one_by_one(metrics, checks, dead, exc)
+        return None
+
+    async def _write_one_by_one(
+        self,
+        metrics: list[MetricsEvent],
+        checks: list[CheckEvent],
+        dead: list[DeadLetter],
+        first_error: psycopg.Error,
+    ) -> WriteResult:
+        """Isolate events the database rejects (poison) so the rest of the batch lands."""
+        log.warning("batch rejected by PostgreSQL (%s); writing event by event", first_error)
+        total = WriteResult()
+        rejected: list[DeadLetter] = []
+        events: list[MetricsEvent | CheckEvent] = [*metrics, *checks]
+        for event in events:
+            try:
+                r = await self.store.write_batch(
+                    [event] if isinstance(event, MetricsEvent) else [],
+                    [event] if isinstance(event, CheckEvent) else [],
+                    [],
+                )
+            except psycopg.OperationalError:
+                raise
+            except psycopg.Error as exc:
+                reason = f"db_rejected: {getattr(exc, 'sqlstate', None) or type(exc).__name__}"
+                rejected.append(DeadLetter("(sink)", -1, -1, reason, str(event.event_id).encode()))
+                continue
+            total.events += r.events
+            total.rows += r.rows
+            total.duplicates += r.duplicates
+            if r.newest_observed_at and (
+                total.newest_observed_at is None or r.newest_observed_at > total.newest_observed_at
+            ):
+                total.newest_observed_at = r.newest_observed_at
+        if dead or rejected:
+            r = await self.store.write_batch([], [], [*dead, *rejected])
+            total.dead_letters = r.dead_letters + len(rejected)
+        return total
+
+    def _account(self, result: WriteResult) -> None:
+        s = self.stats
+        s.inserted.total += result.rows
+        s.inserted_events_total += result.events
+        s.duplicates_total += result.duplicates
+        s.dead_letters_total += result.dead_letters
+        s.record_db_write(result.elapsed_ms)
+        if result.newest_observed_at is not None and (
+            s.newest_committed_observed_at is None
+            or result.newest_observed_at > s.newest_committed_observed_at
+        ):
+            s.newest_committed_observed_at = result.newest_observed_at
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        assert self.consumer is not None
+        try:
+            async with asyncio.timeout(self.config.kafka.request_timeout_s):
+                await self.consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # Partitions moved to another consumer: it re-reads them; event ids dedupe.
+            log.info("offset commit skipped after a rebalance (%s)", type(exc).__name__)
+        except (KafkaError, TimeoutError) as exc:
+            self.stats.error("consumer", f"offset commit failed: {type(exc).__name__}")
+
+    async def _update_lag(self) -> None:
+        now = time.monotonic()
+        if self.consumer is None or now - self._last_lag_at < 1.0:
+            return
+        self._last_lag_at = now
+        lag: dict[tuple[str, int], int] = {}
+        for tp in self.consumer.assignment():
+            high = self.consumer.highwater(tp)
+            if high is None:
+                continue
+            try:
+                position = await self.consumer.position(tp)
+            except (KafkaError, IllegalStateError):
+                continue
+            lag[(tp.topic, tp.partition)] = max(0, high - position)
+        self.stats.lag = lag
+
+    async def stop(self) -> None:
+        """Stop after the current batch; bounded by the caller's timeout."""
+        self._stopping.set()
+
+    async def close(self) -> None:
+        if self.consumer is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5):
+                    await self.consumer.stop()
+            self.consumer = None
+        await self.store.close()

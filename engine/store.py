@@ -1,0 +1,236 @@
+"""All writes to PostgreSQL: one transaction per Kafka batch, rows loaded with binary COPY.
+
+Exactly-once: every event id is inserted into `events` first (ON CONFLICT DO NOTHING RETURNING);
+only events that were new get their rows copied. A Kafka message replayed after a crash, a
+rebalance or a spool re-send is therefore counted as a duplicate and stored once. The caller
+commits Kafka offsets only after `write_batch` returned (the transaction is committed).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from engine.envelope import CHECK_FIELDS, CheckEvent, MetricsEvent
+
+_PARTITIONED = ("events", "samples", "checks")
+_PARTITION_LOCK = 0x6D747570
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    topic: str
+    partition: int
+    offset: int
+    reason: str
+    payload: bytes | None
+
+
+@dataclass(slots=True)
+class WriteResult:
+    events: int = 0
+    rows: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    newest_observed_at: datetime | None = None
+    elapsed_ms: float = 0.0
+
+
+@dataclass
+class Store:
+    """One PostgreSQL connection used by one sink; caches series ids and known partitions."""
+
+    dsn: str
+    schema: str
+    conn: psycopg.AsyncConnection[Any] | None = None
+    _series: dict[tuple[str, str, str, str, str], int] = field(default_factory=dict)
+    _partitions: set[tuple[str, date]] = field(default_factory=set)
+
+    async def connect(self, timeout: float = 10.0) -> None:
+        self.conn = await psycopg.AsyncConnection.connect(
+            self.dsn,
+            autocommit=True,  # transactions are explicit (conn.transaction()) and short
+            connect_timeout=max(1, int(timeout)),
+            application_name="metrictui-sink",
+        )
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            await self.conn.close()
+            self.conn = None
+
+    @property
+    def connected(self) -> bool:
+        return self.conn is not None and not self.conn.closed and not self.conn.broken
+
+    def _t(self, name: str) -> sql.Composed:
+        return sql.SQL("{}.{}").format(sql.Identifier(self.schema), sql.Identifier(name))
+
+    # -- partitions -------------------------------------------------------------------------
+
+    async def ensure_partitions(self, days: Iterable[date]) -> None:
+        """Create daily partitions (UTC days) of the partitioned tables that are missing."""
+        assert self.conn is not None
+        missing = sorted({d for d in days if ("samples", d) not in self._partitions})
+        if not missing:
+            return
+        async with self.conn.transaction():
+            await self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PARTITION_LOCK,))
+            for day in missing:
+                lo = datetime(day.year, day.month, day.day, tzinfo=UTC)
+                hi = lo + timedelta(days=1)
+                for table in _PARTITIONED:
+                    await self.conn.execute(
+                        sql.SQL(
+                            "CREATE TABLE IF NOT EXISTS {} PARTITION OF {}"
+                            " FOR VALUES FROM ({}) TO ({})"
+                        ).format(
+                            self._t(f"{table}_{day:%Y%m%d}"),
+                            self._t(table),
+                            sql.Literal(lo),
+                            sql.Literal(hi),
+                        )
+                    )
+        self._partitions.update(("samples", d) for d in missing)
+
+    # -- series -----------------------------------------------------------------------------
+
+    async def resolve_series(self, keys: Iterable[tuple[str, str, str, str, str]]) -> None:
+        """Make sure every (agent, host, metric, labels_json, unit) has a committed series id.
+
+        Done in its own short transaction before the batch: ids cached here are always real
+        rows, even if the batch transaction later rolls back.
+        """
+        assert self.conn is not None
+        missing = list({k for k in keys if k not in self._series})
+        if not missing:
+            return
+        cols = list(zip(*missing, strict=True))
+        query = sql.SQL(
+            "WITH input AS (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[],"
+            " %s::text[]::jsonb[], %s::text[]) AS t(agent, host, metric, labels, unit)),"
+            " ins AS (INSERT INTO {series} (agent, host, metric, labels, unit)"
+            " SELECT agent, host, metric, labels, unit FROM input ON CONFLICT DO NOTHING)"
+            " SELECT 1"
+        ).format(series=self._t("series"))
+        select = sql.SQL(
+            "SELECT t.i, s.id FROM unnest(%s::text[], %s::text[], %s::text[],"
+            " %s::text[]::jsonb[], %s::text[]) WITH ORDINALITY AS t(agent, host, metric, labels,"
+            " unit, i) JOIN {series} s USING (agent, host, metric, labels, unit)"
+        ).format(series=self._t("series"))
+        async with self.conn.transaction():
+            await self.conn.execute(query, [list(c) for c in cols])
+        cur = await self.conn.execute(select, [list(c) for c in cols])
+        for i, series_id in await cur.fetchall():
+            self._series[missing[i - 1]] = series_id
+
+    # -- the batch --------------------------------------------------------------------------
+
+    async def write_batch(
+        self,
+        metrics: Sequence[MetricsEvent],
+        checks: Sequence[CheckEvent],
+        dead: Sequence[DeadLetter],
+    ) -> WriteResult:
+        """Write one batch in one transaction; returns what was new and what was a duplicate."""
+        assert self.conn is not None
+        started = time.perf_counter()
+        result = WriteResult()
+        events: list[MetricsEvent | CheckEvent] = [*metrics, *checks]
+        if events:
+            await self.ensure_partitions({e.observed_at.astimezone(UTC).date() for e in events})
+            await self.resolve_series(
+                (e.agent, e.host, s[0], s[1], s[3]) for e in metrics for s in e.samples
+            )
+        async with self.conn.transaction():
+            new_ids = await self._claim_events(events) if events else set()
+            result.duplicates = len(events) - len(new_ids)
+            fresh_metrics = [e for e in metrics if e.event_id in new_ids]
+            fresh_checks = [e for e in checks if e.event_id in new_ids]
+            if fresh_metrics:
+                result.rows += await self._copy_samples(fresh_metrics)
+            if fresh_checks:
+                result.rows += await self._copy_checks(fresh_checks)
+            if dead:
+                result.dead_letters = await self._insert_dead_letters(dead)
+        result.events = len(new_ids)
+        fresh: list[MetricsEvent | CheckEvent] = [*fresh_metrics, *fresh_checks] if events else []
+        if fresh:
+            result.newest_observed_at = max(e.observed_at for e in fresh)
+        result.elapsed_ms = (time.perf_counter() - started) * 1000
+        return result
+
+    async def _claim_events(self, events: Sequence[MetricsEvent | CheckEvent]) -> set[uuid.UUID]:
+        assert self.conn is not None
+        cur = await self.conn.execute(
+            sql.SQL(
+                "INSERT INTO {} (event_id, observed_at, kind, agent)"
+                " SELECT * FROM unnest(%s::uuid[], %s::timestamptz[], %s::text[], %s::text[])"
+                " ON CONFLICT DO NOTHING RETURNING event_id"
+            ).format(self._t("events")),
+            (
+                [e.event_id for e in events],
+                [e.observed_at for e in events],
+                ["metrics" if isinstance(e, MetricsEvent) else "check" for e in events],
+                [e.agent for e in events],
+            ),
+        )
+        return {row[0] for row in await cur.fetchall()}
+
+    async def _copy_samples(self, events: Sequence[MetricsEvent]) -> int:
+        assert self.conn is not None
+        series = self._series
+        rows = 0
+        async with self.conn.cursor() as cur:
+            copy_sql = sql.SQL("COPY {} (ts, series_id, value) FROM STDIN (FORMAT BINARY)")
+            async with cur.copy(copy_sql.format(self._t("samples"))) as copy:
+                copy.set_types(["timestamptz", "int8", "float8"])
+                for e in events:
+                    ts, agent, host = e.observed_at, e.agent, e.host
+                    for metric, labels, value, unit in e.samples:
+                        await copy.write_row(
+                            (ts, series[(agent, host, metric, labels, unit)], value)
+                        )
+                    rows += len(e.samples)
+        return rows
+
+    async def _copy_checks(self, events: Sequence[CheckEvent]) -> int:
+        assert self.conn is not None
+        columns = sql.SQL(", ").join(
+            sql.Identifier(c) for c in ("ts", "event_id", "agent", *CHECK_FIELDS)
+        )
+        types = ["timestamptz", "uuid", "text", "text", "text", "text", "bool", "int4"]
+        types += ["text", "text", "float4", "float4", "float4", "float4", "float4", "bool"]
+        types += ["timestamptz", "text"]
+        async with self.conn.cursor() as cur:
+            copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)")
+            async with cur.copy(copy_sql.format(self._t("checks"), columns)) as copy:
+                copy.set_types(types)
+                for e in events:
+                    await copy.write_row((e.observed_at, e.event_id, e.agent, *e.row))
+        return len(events)
+
+    async def _insert_dead_letters(self, dead: Sequence[DeadLetter]) -> int:
+        assert self.conn is not None
+        cur = await self.conn.execute(
+            sql.SQL(
+                'INSERT INTO {} (topic, partition, "offset", reason, payload)'
+                " SELECT * FROM unnest(%s::text[], %s::int[], %s::bigint[], %s::text[],"
+                " %s::bytea[]) ON CONFLICT DO NOTHING"
+            ).format(self._t("dead_letters")),
+            (
+                [d.topic for d in dead],
+                [d.partition for d in dead],
+                [d.offset for d in dead],
+                [d.reason for d in dead],
+                [d.payload for d in dead],
+            ),
+        )
+        return cur.rowcount

@@ -1,0 +1,68 @@
+"""Create the metrictui topics when they are missing (and the config allows it)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    KafkaError,
+    PolicyViolationError,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+)
+
+from engine.config import KafkaConfig
+from engine.errors import UserError
+from engine.kafka_settings import client_kwargs
+
+_FORBIDDEN = (
+    TopicAuthorizationFailedError,
+    ClusterAuthorizationFailedError,
+    PolicyViolationError,
+)
+
+
+async def ensure_topics(cfg: KafkaConfig, timeout: float = 20.0) -> list[str]:
+    """Create missing topics; returns the names created. Raises UserError if forbidden."""
+    wanted = [cfg.metrics_topic, cfg.checks_topic]
+    admin = AIOKafkaAdminClient(**client_kwargs(cfg, "metrictui-admin"))
+    async with asyncio.timeout(timeout):
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            missing = [t for t in wanted if t not in existing]
+            if not missing:
+                return []
+            if not cfg.create_topics:
+                raise UserError(
+                    f"Kafka topic(s) {', '.join(missing)} do not exist and [kafka] create_topics"
+                    " is false: create them, or set create_topics = true"
+                )
+            new = [NewTopic(t, cfg.partitions, cfg.replication_factor) for t in missing]
+            try:
+                response = await admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                return []
+            except _FORBIDDEN as exc:
+                raise _forbidden(missing, cfg, exc) from None
+            for topic, code, *_ in getattr(response, "topic_errors", []) or []:
+                if code in (0, TopicAlreadyExistsError.errno):
+                    continue
+                error = KafkaError(f"error code {code}")
+                for cls in _FORBIDDEN:
+                    if code == cls.errno:
+                        error = cls()
+                raise _forbidden([topic], cfg, error)
+            return missing
+        finally:
+            await admin.close()
+
+
+def _forbidden(topics: list[str], cfg: KafkaConfig, exc: Exception) -> UserError:
+    return UserError(
+        f"Kafka refused to create topic(s) {', '.join(topics)} ({type(exc).__name__}): create"
+        f" them with {cfg.partitions} partitions in your Kafka console, or grant the create"
+        " permission; then start again"
+    )

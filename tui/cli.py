@@ -1,0 +1,116 @@
+"""The `metrictui` command: argument parsing, config loading and one-line errors.
+
+Every error a user can cause ends here as one line on stderr and an exit code (2 for bad
+configuration, 1 for anything else), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import cast
+
+from engine import __version__
+from engine.config import Config, load_config, resolve_config_path
+from engine.engine import ROLES, Role
+from engine.errors import ConfigError, UserError
+from engine.logs import setup_logging
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="config file (default: $METRICTUI_CONFIG, ./metrictui.toml,"
+        " ~/.config/metrictui/config.toml)",
+    )
+    parser.add_argument("--log-format", choices=("human", "json"), default=None)
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default=None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="metrictui",
+        description="Host metrics and website checks through Kafka into PostgreSQL, live.",
+    )
+    parser.add_argument("--version", action="version", version=f"metrictui {__version__}")
+    _common(parser)
+    parser.add_argument("--headless", action="store_true", help="run without the dashboard")
+    parser.add_argument("--role", choices=ROLES, default="all", help="pipeline role (default all)")
+    parser.add_argument("--attach", metavar="PATH", help="attach to a headless engine's socket")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    mig = sub.add_parser("migrate", help="create or upgrade the PostgreSQL schema")
+    _common(mig)
+    return parser
+
+
+def _load(args: argparse.Namespace) -> Config:
+    path = resolve_config_path(args.config, os.environ)
+    config = load_config(path, os.environ)
+    for warning in config.warnings:
+        print(f"metrictui: warning: {warning}", file=sys.stderr)
+    return config
+
+
+def _setup_logs(args: argparse.Namespace, config: Config | None) -> None:
+    fmt = args.log_format or (config.headless.log_format if config else "human")
+    level = args.log_level or (config.headless.log_level if config else "info")
+    setup_logging(fmt, level)
+
+
+async def _migrate(config: Config) -> int:
+    import psycopg
+
+    from engine.migrate import migrate
+
+    dsn = config.postgres.dsn
+    if dsn is None:
+        raise ConfigError(f"{config.source}: [postgres] dsn: required for migrate")
+    try:
+        applied = await migrate(dsn.reveal(), config.postgres.schema)
+    except psycopg.Error as exc:
+        from engine.sink import postgres_error_line
+
+        raise UserError(postgres_error_line(exc) + "; check [postgres] dsn") from None
+    schema = config.postgres.schema
+    if applied:
+        print(f"schema {schema}: applied {', '.join(applied)}")
+    else:
+        print(f"schema {schema}: up to date")
+    return 0
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.attach and args.command is None and not args.headless:
+            _setup_logs(args, None)
+            from tui.launch import attach
+
+            return attach(args.attach)
+        config = _load(args)
+        _setup_logs(args, config)
+        if args.command == "migrate":
+            return asyncio.run(_migrate(config))
+        role = cast(Role, args.role)
+        if args.headless:
+            from engine.headless import run_headless
+
+            return asyncio.run(run_headless(config, role))
+        from tui.launch import launch
+
+        return launch(config, role)
+    except UserError as exc:
+        print(f"metrictui: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def main() -> None:
+    logging.captureWarnings(True)
+    sys.exit(run())
