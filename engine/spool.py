@@ -138,8 +138,7 @@ class Spool:
             while (data := _read_record(f)) is not None:
                 records += 1
                 size += _HEADER.size + len(data)
-            at_end = f.tell() == path.stat().st_size
-        if not at_end:
+        if size != path.stat().st_size:
             self.corrupt_total += 1
             with path.open("r+b") as f:
                 f.truncate(size)
