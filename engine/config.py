@@ -326,7 +326,7 @@ _SCHEMA_KEYS: dict[str, dict[str, _Key]] = {
         "group_id": _str_key(_nonempty),
         "batch_max": _int_key(1, 1_000_000),
         "flush_ms": _int_key(1, 60000),
-        "max_event_age_days": _int_key(0, 36500),
+        "max_event_age_days": _int_key(1, 36500),
     },
     "headless": {
         "status_interval": _float_key(0, 86400),
@@ -529,14 +529,18 @@ def _check_structure(doc: Mapping[str, Any], label: str) -> None:
             )
         if name not in _SCHEMA_KEYS:
             hint = _suggest(name, [*sections, *_TOP_KEYS])
-            what = "section" if isinstance(value, dict) else "key"
-            raise ConfigError(one_line(f"{label}: [{name}]: unknown {what}; {hint}"))
+            what = (
+                f"[{name}]: unknown section" if isinstance(value, dict) else f"{name}: unknown key"
+            )
+            raise ConfigError(one_line(f"{label}: {what}; {hint}"))
         if not isinstance(value, dict):
             raise ConfigError(f"{label}: {name}: must be a table ([{name}] section)")
         keys = tuple(_SCHEMA_KEYS[name])
         for key in value:
             if key not in _SCHEMA_KEYS[name]:
                 hint = _suggest(key, keys)
+                if key in _TOP_KEYS:
+                    hint = f"{key} is a top-level key: put it above the first [section]"
                 raise ConfigError(one_line(f"{label}: [{name}] {key}: unknown key; {hint}"))
 
 
@@ -582,6 +586,9 @@ def _env_overrides(
             value = _from_env_text(spec, env[var])
         except _Problem as exc:
             raise ConfigError(one_line(f"{label}: {exc}")) from None
+        if (section, key) in found:
+            other = found[(section, key)].label.removesuffix(" (environment)")
+            raise ConfigError(f"{label}: sets the same key as {other}; keep only one of them")
         found[(section, key)] = _Given(value, label, cwd, from_env=True)
     # An env secret replaces the file's secret however it was given (inline or *_file).
     for (section, key), file_key in _SECRET_FILES.items():
