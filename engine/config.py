@@ -62,6 +62,12 @@ class Secret:
     def __hash__(self) -> int:
         return hash(self._value)
 
+    def __copy__(self) -> Secret:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Secret:
+        return self  # immutable, and copying must not go through pickling (refused below)
+
     def __reduce__(self) -> tuple[Any, ...]:
         raise TypeError("Secret values are not pickled")
 
@@ -242,7 +248,7 @@ def split_host_port(text: str) -> tuple[str, int]:
     """Split 'host:port' (host may be [IPv6]); raises ValueError with a short reason."""
     host, sep, port_text = text.strip().rpartition(":")
     if not sep or not host:
-        raise ValueError("expected host:port")
+        raise ValueError("no host or no port")
     if not _HOST_RE.fullmatch(host):
         raise ValueError(f"invalid host {host!r}")
     if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
@@ -396,7 +402,7 @@ class _Given:
     value: object
     label: str
     base_dir: Path
-    from_env: bool
+    text: str | None = None  # the environment variable's text, shown in messages as given
 
 
 def _from_env_text(spec: _Key, text: str) -> object:
@@ -430,6 +436,7 @@ def _convert(spec: _Key, given: _Given) -> object:
     value = given.value
     if value is None:
         return None
+    got = repr(given.text) if given.text is not None else repr(value)
     kind = spec.kind
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
@@ -439,7 +446,7 @@ def _convert(spec: _Key, given: _Given) -> object:
             raise _type_error(spec, value)
         value = float(value)
         if not math.isfinite(value):
-            raise _Problem(f"must be {_expected(spec)}, got {value!r}")
+            raise _Problem(f"must be {_expected(spec)}, got {got}")
     elif kind == "bool":
         if not isinstance(value, bool):
             raise _type_error(spec, value)
@@ -463,7 +470,7 @@ def _convert(spec: _Key, given: _Given) -> object:
         assert isinstance(value, int | float) and spec.lo is not None and spec.hi is not None
         too_low = value <= spec.lo if spec.lo_open else value < spec.lo
         if too_low or value > spec.hi:
-            raise _Problem(f"must be {_expected(spec)}, got {value!r}")
+            raise _Problem(f"must be {_expected(spec)}, got {got}")
     if spec.choices:
         assert isinstance(value, str)
         value = _choice(spec.choices, value)
@@ -541,6 +548,9 @@ def _check_structure(doc: Mapping[str, Any], label: str) -> None:
                 hint = _suggest(key, keys)
                 if key in _TOP_KEYS:
                     hint = f"{key} is a top-level key: put it above the first [section]"
+                for other, other_keys in _SCHEMA_KEYS.items():
+                    if key in other_keys:
+                        hint = f"{key} belongs in [{other}]"
                 raise ConfigError(one_line(f"{label}: [{name}] {key}: unknown key; {hint}"))
 
 
@@ -589,7 +599,7 @@ def _env_overrides(
         if (section, key) in found:
             other = found[(section, key)].label.removesuffix(" (environment)")
             raise ConfigError(f"{label}: sets the same key as {other}; keep only one of them")
-        found[(section, key)] = _Given(value, label, cwd, from_env=True)
+        found[(section, key)] = _Given(value, label, cwd, text=env[var])
     # An env secret replaces the file's secret however it was given (inline or *_file).
     for (section, key), file_key in _SECRET_FILES.items():
         for mine, other in ((key, file_key), (file_key, key)):
@@ -640,11 +650,11 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
     given: dict[tuple[str, str], _Given] = {}
     for key in _TOP_KEYS:
         if key in doc:
-            given[("", key)] = _Given(doc[key], f"{label}: {key}", base_dir, from_env=False)
+            given[("", key)] = _Given(doc[key], f"{label}: {key}", base_dir)
     for section in _SCHEMA_KEYS:
         for key, value in doc.get(section, {}).items():
             key_label = f"{label}: [{section}] {key}"
-            given[(section, key)] = _Given(value, key_label, base_dir, from_env=False)
+            given[(section, key)] = _Given(value, key_label, base_dir)
     given.update(_env_overrides(env, given))
 
     values: dict[tuple[str, str], object] = {}

@@ -433,8 +433,9 @@ def _toml_error_line(exc: tomllib.TOMLDecodeError) -> str:
     message = str(exc)
     what, sep, position = message.rpartition(" (at line ")
     if sep:
-        line = position.split(",", 1)[0].rstrip(")")
-        return f"line {line}: invalid TOML: {what}"
+        line, _, column = position.rstrip(")").partition(", column ")
+        where = f" (column {column})" if column else ""
+        return f"line {line}: invalid TOML: {what}{where}"
     return f"invalid TOML: {message}"
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import os
+import pickle
 import re
 import socket
 from pathlib import Path
@@ -92,6 +94,13 @@ BAD_CONFIGS: list[tuple[str, str, str | None, dict[str, str], tuple[str, ...]]] 
         None,
         {},
         ("[agent] targets_file:", "top-level key"),
+    ),
+    (
+        "key-in-the-wrong-section",
+        "[kafka]\nschema = 'x'\n",
+        None,
+        {},
+        ("[kafka] schema:", "unknown key", "belongs in [postgres]"),
     ),
     (
         "section-not-a-table",
@@ -587,6 +596,9 @@ def test_secret_never_appears_in_messages_or_reprs(tmp_path: Path) -> None:
     secret = Secret(SECRET)
     assert SECRET not in repr(secret) and SECRET not in str(secret) and SECRET not in f"{secret}"
     assert secret.reveal() == SECRET
+    assert copy.deepcopy(secret).reveal() == SECRET
+    with pytest.raises(TypeError):
+        pickle.dumps(secret)
 
     write(tmp_path / "pw.txt", SECRET)
     path = write(
