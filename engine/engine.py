@@ -72,6 +72,8 @@ class Engine:
         """Start every part of this role. Raises UserError for problems the user must fix."""
         cfg = self.config
         client_id = f"metrictui-{self.agent}"
+        if self.produces:  # validate before anything connects
+            self._targets = {t.name: t for t in load_targets(cfg.targets_file)}
         enabled = load_enabled(cfg.targets_file, cfg.agent.metrics)
         for name in COLLECTOR_NAMES:
             self.stats.metrics_enabled[name] = name in enabled
@@ -111,7 +113,6 @@ class Engine:
             self.scheduler = CheckScheduler(
                 self.checker, self._on_check, concurrency=cfg.agent.check_concurrency
             )
-            self._targets = {t.name: t for t in load_targets(cfg.targets_file)}
             self._publish_targets()
             self.scheduler.start()
             self._tasks.append(asyncio.create_task(self._collect_loop(), name="collect"))

@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 import pytest
 import tomli_w
+from sites import local_sites  # noqa: F401 - registers the fixture
 
 ROOT = Path(__file__).resolve().parent.parent
 

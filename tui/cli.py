@@ -19,12 +19,16 @@ from engine.config import Config, load_config, resolve_config_path
 from engine.engine import ROLES, Role
 from engine.errors import ConfigError, UserError
 from engine.logs import setup_logging
+from engine.targets import Target, load_targets
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _common(parser: argparse.ArgumentParser, sub: bool = False) -> None:
+    """Options accepted before and after a subcommand (a subcommand must not reset them)."""
+    default = argparse.SUPPRESS if sub else None
     parser.add_argument(
         "--config",
         metavar="PATH",
+        default=default,
         help="config file (default: $METRICTUI_CONFIG, ./metrictui.toml,"
         " ~/.config/metrictui/config.toml)",
     )
@@ -44,16 +48,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--attach", metavar="PATH", help="attach to a headless engine's socket")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     mig = sub.add_parser("migrate", help="create or upgrade the PostgreSQL schema")
-    _common(mig)
+    _common(mig, sub=True)
+    chk = sub.add_parser("check-config", help="validate the config and targets file, then exit")
+    _common(chk, sub=True)
     return parser
 
 
-def _load(args: argparse.Namespace) -> Config:
+def _load(args: argparse.Namespace) -> tuple[Config, list[Target]]:
+    """Config and targets, both validated before anything connects."""
     path = resolve_config_path(args.config, os.environ)
     config = load_config(path, os.environ)
     for warning in config.warnings:
         print(f"metrictui: warning: {warning}", file=sys.stderr)
-    return config
+    return config, load_targets(config.targets_file)
 
 
 def _setup_logs(args: argparse.Namespace, config: Config | None) -> None:
@@ -92,8 +99,14 @@ def run(argv: Sequence[str] | None = None) -> int:
             from tui.launch import attach
 
             return attach(args.attach)
-        config = _load(args)
+        config, targets = _load(args)
         _setup_logs(args, config)
+        if args.command == "check-config":
+            print(
+                f"{config.source}: ok ({len(targets)} targets in {config.targets_file},"
+                f" role-independent settings valid)"
+            )
+            return 0
         if args.command == "migrate":
             return asyncio.run(_migrate(config))
         role = cast(Role, args.role)
