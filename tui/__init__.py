@@ -1,0 +1,1 @@
+"""The Textual dashboard and the command-line entry point. Imports `engine`, never the reverse."""

@@ -1,0 +1,92 @@
+"""The Textual app: a timer pulls snapshots from a `Control` and the dashboard diffs them in.
+
+Rendering never follows engine events: `refresh_hz` times a second the app asks
+`control.snapshot()` (which never blocks) and hands it to the dashboard inside one
+`batch_update()`. While a modal (form, detail, help, metrics) is on top nothing is redrawn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from pathlib import Path
+
+from textual.app import App
+from textual.screen import Screen
+
+from engine.control import Control
+from tui.screens.dashboard import DashboardScreen
+
+MIN_REFRESH_HZ = 0.5
+MAX_REFRESH_HZ = 20.0
+
+
+class MetricTuiApp(App[int]):
+    """Live pipeline dashboard over any `Control` (in-process engine or control socket)."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "metrictui"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
+
+    def __init__(
+        self,
+        control: Control,
+        *,
+        refresh_hz: float = 3.0,
+        targets_file_hint: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.control = control
+        self.refresh_hz = min(MAX_REFRESH_HZ, max(MIN_REFRESH_HZ, refresh_hz))
+        base_dir = Path(targets_file_hint).parent if targets_file_hint else Path.cwd()
+        self.dashboard = DashboardScreen(control, base_dir=base_dir)
+        self._hangup_installed = False
+
+    def get_default_screen(self) -> Screen[None]:
+        return self.dashboard
+
+    def on_mount(self) -> None:
+        self.set_interval(1.0 / self.refresh_hz, self.refresh_snapshot, name="snapshot")
+        self._install_hangup_handler()
+
+    def on_unmount(self) -> None:
+        if self._hangup_installed:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+
+    def refresh_snapshot(self) -> None:
+        """Pull the newest snapshot and show it, unless a modal screen covers the dashboard."""
+        if self.screen is not self.dashboard:
+            return
+        snapshot = self.control.snapshot()
+        with self.batch_update():
+            self.dashboard.apply(snapshot)
+
+    def _install_hangup_handler(self) -> None:
+        """Exit (so the engine can flush) when the terminal goes away, e.g. an SSH drop."""
+        if self.is_headless:
+            return
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError, AttributeError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._hangup)
+            self._hangup_installed = True
+
+    def _hangup(self) -> None:
+        self.exit(0)
+
+
+def run_tui(control: Control, *, refresh_hz: float, targets_file_hint: str | None = None) -> int:
+    """Run the dashboard in this thread until the user quits; returns the exit code (0)."""
+    app = MetricTuiApp(control, refresh_hz=refresh_hz, targets_file_hint=targets_file_hint)
+    code = app.run()
+    return 0 if code is None else code
+
+
+async def run_tui_async(
+    control: Control, *, refresh_hz: float, targets_file_hint: str | None = None
+) -> int:
+    """Like `run_tui`, on the running event loop (for an in-process engine on the same loop)."""
+    app = MetricTuiApp(control, refresh_hz=refresh_hz, targets_file_hint=targets_file_hint)
+    code = await app.run_async()
+    return 0 if code is None else code

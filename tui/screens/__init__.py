@@ -1,0 +1,1 @@
+"""Screens and modals: dashboard, target form, target detail, metrics switches, help, confirm."""

@@ -1,0 +1,46 @@
+"""The top line: which engine we are looking at, its agent and role, and the snapshot time."""
+
+from __future__ import annotations
+
+from datetime import UTC
+
+from rich.text import Text
+from textual.widgets import Static
+
+from engine.stats import StatsSnapshot
+from tui.widgets.safe_text import safe_text
+
+
+class HeaderBar(Static):
+    """Says where the numbers come from ("in-process engine" / "attached to <path>")."""
+
+    DEFAULT_CSS = """
+    HeaderBar {
+        height: 1;
+        background: $panel;
+        color: $text;
+        padding: 0 1;
+    }
+    """
+
+    def __init__(self, description: str, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._description = description
+        self._shown: Text | None = None
+
+    def show(self, snapshot: StatsSnapshot | None, *, status: str | None = None) -> None:
+        """Redraw only when the line actually changes."""
+        text = Text.assemble(("metrictui", "bold"), " · ", safe_text(self._description))
+        if snapshot is None:
+            text.append(" · waiting for the engine…", style="italic")
+        else:
+            text.append(" · agent ")
+            text.append_text(safe_text(snapshot.agent, "bold", max_chars=40))
+            text.append(" · role ")
+            text.append_text(safe_text(snapshot.role, "bold", max_chars=20))
+            text.append(f" · {snapshot.taken_at.astimezone(UTC):%H:%M:%S} UTC", style="dim")
+        if status:
+            text.append(f" · {status}", style="bold yellow")
+        if text != self._shown:
+            self._shown = text
+            self.update(text)

@@ -1,0 +1,131 @@
+"""Pipeline health: Kafka/PostgreSQL state, rates with sparklines, lag, spool, freshness."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Sparkline, Static
+
+from engine.stats import PartitionLag, StatsSnapshot
+from tui.widgets.safe_text import safe_text
+from tui.widgets.units import human_bytes, human_count, human_ms, human_rate, human_seconds
+
+RATES = (
+    ("produced", "produced"),
+    ("consumed", "consumed"),
+    ("inserted", "inserted"),
+)
+_GOOD_STATES = frozenset({"up", "ok", "connected", "ready", "running"})
+_IDLE_STATES = frozenset({"off", "disabled", "idle", "n/a"})
+
+
+def state_text(label: str, state: str) -> Text:
+    """'Kafka up' with the state coloured: green when healthy, dim when off, red otherwise."""
+    word = state.lower()
+    if word in _GOOD_STATES:
+        style = "bold green"
+    elif word in _IDLE_STATES:
+        style = "dim"
+    else:
+        style = "bold red"
+    return Text.assemble((f"{label} ", "bold"), safe_text(state, style, max_chars=24))
+
+
+def lag_text(lag: Sequence[PartitionLag], total: int | None) -> Text:
+    """'lag 12 (metrics 0:4 1:8 · checks 0:0)': the total first, then per topic and partition."""
+    text = Text.assemble(("lag ", "bold"), "—" if total is None else human_count(total))
+    if not lag:
+        return text
+    by_topic: dict[str, list[PartitionLag]] = {}
+    for part in lag:
+        by_topic.setdefault(part.topic, []).append(part)
+    text.append("  ")
+    for index, (topic, parts) in enumerate(by_topic.items()):
+        if index:
+            text.append(" · ")
+        text.append_text(safe_text(topic.rsplit(".", 1)[-1], "dim", max_chars=20))
+        for part in parts:
+            text.append(f" {part.partition}:{human_count(part.lag)}")
+    return text
+
+
+def _figure(label: str, value: str, alert: bool = False) -> Text:
+    return Text.assemble((f"{label} ", "bold"), (value, "bold red" if alert else ""))
+
+
+def header_text(s: StatsSnapshot) -> Text:
+    """Connection states and end-to-end freshness: the first thing to look at."""
+    return Text("  ").join(
+        [
+            state_text("Kafka", s.kafka_state),
+            state_text("PostgreSQL", s.postgres_state),
+            _figure("fresh", human_seconds(s.freshness_s)),
+        ]
+    )
+
+
+def counters_text(s: StatsSnapshot) -> Text:
+    """Spool, DB write latency and the problem counters; the rare ones appear only when > 0."""
+    parts = [_figure("spool", f"{human_count(s.spool_depth)} ({human_bytes(s.spool_bytes)})")]
+    if s.spool_dropped_total:
+        parts.append(_figure("dropped", human_count(s.spool_dropped_total), alert=True))
+    parts.append(_figure("db", human_ms(s.db_write_ms)))
+    parts.append(_figure("dead", human_count(s.dead_letters_total), s.dead_letters_total > 0))
+    if s.send_errors_total:
+        parts.append(_figure("send err", human_count(s.send_errors_total), alert=True))
+    parts.append(_figure("errors", human_count(s.errors_total)))
+    return Text("  ").join(parts)
+
+
+class PipelinePane(Vertical):
+    """The left pane of the dashboard; `apply()` touches only what changed since last time."""
+
+    DEFAULT_CSS = """
+    PipelinePane { height: auto; }
+    PipelinePane .rate-row { height: 1; }
+    PipelinePane .rate-label { width: 20; }
+    PipelinePane .line { height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    PipelinePane Sparkline { width: 1fr; min-width: 8; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.border_title = "pipeline"
+        self._shown: dict[str, object] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="pipeline-state", classes="line")
+        for key, _label in RATES:
+            with Horizontal(classes="rate-row"):
+                yield Static(id=f"rate-{key}", classes="rate-label")
+                yield Sparkline([], id=f"spark-{key}")
+        yield Static(id="pipeline-lag", classes="line")
+        yield Static(id="pipeline-counters", classes="line")
+
+    def _set(self, widget_id: str, text: Text) -> None:
+        if self._shown.get(widget_id) != text:
+            self._shown[widget_id] = text
+            self.query_one(f"#{widget_id}", Static).update(text)
+
+    def apply(self, s: StatsSnapshot) -> None:
+        """Show snapshot `s`."""
+        self._set("pipeline-state", header_text(s))
+        rates = {
+            "produced": s.produced_per_s,
+            "consumed": s.consumed_per_s,
+            "inserted": s.inserted_per_s,
+        }
+        for key, label in RATES:
+            self._set(
+                f"rate-{key}",
+                Text.assemble((f"{label:<9}", "bold"), f"{human_rate(rates[key]):>9} "),
+            )
+            history = s.history.get(key, ())
+            if self._shown.get(f"spark-{key}") != history:
+                self._shown[f"spark-{key}"] = history
+                self.query_one(f"#spark-{key}", Sparkline).data = list(history)
+        self._set("pipeline-lag", lag_text(s.lag, s.lag_total))
+        self._set("pipeline-counters", counters_text(s))
