@@ -6,28 +6,29 @@ import asyncio
 from collections.abc import Sequence
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 
 async def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> list[bytes]:
     """Every message value currently in `topic` (all partitions, from the beginning)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    # Without a group, a subscription is assigned every partition of the topic.
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        group_id=None,
+        auto_offset_reset="earliest",
+    )
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        for _ in range(50):
-            if partitions:
-                break
-            await asyncio.sleep(0.2)
-            await consumer.topics()  # refreshes cluster metadata
-            partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        async with asyncio.timeout(timeout):
+            while not consumer.assignment():
+                await asyncio.sleep(0.1)
+        tps = sorted(consumer.assignment())
         end = await consumer.end_offsets(tps)
         values: list[bytes] = []
         async with asyncio.timeout(timeout):
-            while any(await consumer.position(tp) < end[tp] for tp in tps):
+            while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
                 batch = await consumer.getmany(timeout_ms=500)
                 for messages in batch.values():
                     values += [m.value for m in messages if m.value is not None]
@@ -45,6 +46,7 @@ async def send_raw(bootstrap: str, topic: str, values: Sequence[bytes | None]) -
     await producer.start()
     try:
         for value in values:
-            await producer.send_and_wait(topic, value)
+            # A tombstone (None value) needs a key.
+            await producer.send_and_wait(topic, value, key=b"raw" if value is None else None)
     finally:
         await producer.stop()

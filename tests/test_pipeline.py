@@ -113,6 +113,7 @@ def test_separate_producer_and_consumer_processes_fill_postgres(
         produced = asyncio.run(read_topic(pipeline.stack.bootstrap, pipeline.metrics_topic))
         produced += asyncio.run(read_topic(pipeline.stack.bootstrap, pipeline.checks_topic))
         ids = set(event_ids(produced))
+        assert len(ids) > 50, "the producer should have sent events for 30 s"
         wait_for(
             lambda: pipeline.query("SELECT count(*) FROM events")[0][0] >= len(ids),
             30,
@@ -199,6 +200,7 @@ def test_consumer_sigkill_mid_stream_loses_and_duplicates_nothing(
         produced = asyncio.run(read_topic(pipeline.stack.bootstrap, pipeline.metrics_topic))
         produced += asyncio.run(read_topic(pipeline.stack.bootstrap, pipeline.checks_topic))
         ids = event_ids(produced)
+        assert len(ids) > 50, "the producer should have sent events"
         wait_for(
             lambda: pipeline.query("SELECT count(*) FROM events")[0][0] >= len(set(ids)),
             30,
@@ -211,7 +213,14 @@ def test_consumer_sigkill_mid_stream_loses_and_duplicates_nothing(
                 proc.kill()
     stored = [str(r[0]) for r in pipeline.query("SELECT event_id FROM events")]
     assert len(stored) == len(set(stored))
-    assert set(stored) == set(ids)
+    missing, extra = set(ids) - set(stored), set(stored) - set(ids)
+    assert not missing and not extra, (
+        len(ids),
+        len(set(ids)),
+        len(stored),
+        len(missing),
+        len(extra),
+    )
     checks = pipeline.query("SELECT count(*), count(DISTINCT event_id) FROM checks")[0]
     check_events = sum(1 for v in produced if orjson.loads(v)["type"] == "check")
     assert checks == (check_events, check_events)
