@@ -369,7 +369,9 @@ def compile_regex(pattern: str) -> Any:
     RE2 matches in linear time, so a page crafted against a backtracking pattern such as
     ``(a+)+$`` cannot pin a core.
     """
-    return re2.compile(pattern)
+    options = re2.Options()
+    options.log_errors = False  # the reason goes into the result, not to stderr
+    return re2.compile(pattern, options)
 
 
 def _cert_expiry(der: bytes | None) -> datetime | None:
@@ -413,7 +415,7 @@ def describe_error(exc: BaseException) -> str:
         return f"cannot connect to {exc.host}:{exc.port}: {_os_text(exc.os_error)}"
     if isinstance(exc, aiohttp.TooManyRedirects):
         last = exc.history[-1].url if exc.history else exc.request_info.real_url
-        return f"too many redirects (gave up after {len(exc.history)}), the last at {last}"
+        return f"more than {len(exc.history) - 1} redirects, the last at {last}"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "server closed the connection before a complete response"
     if isinstance(exc, aiohttp.ClientResponseError):
@@ -470,17 +472,19 @@ class Checker:
         self._body_max_bytes = body_max_bytes
         self._max_redirects = max_redirects
         self._session: aiohttp.ClientSession | None = None
+        self._resolver: _PooledResolver | None = None
         self._ssl_contexts: dict[str, tuple[tuple[int, int], ssl.SSLContext]] = {}
 
     async def start(self) -> None:
         """Create the session; checks are bounded by `asyncio.timeout`, not aiohttp timeouts."""
         if self._session is not None:
             return
+        self._resolver = _PooledResolver()
         connector = _TimedConnector(
             force_close=True,
             use_dns_cache=False,
             limit=0,  # the scheduler's semaphore bounds concurrency
-            resolver=_PooledResolver(),
+            resolver=self._resolver,
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -494,8 +498,11 @@ class Checker:
     async def close(self) -> None:
         """Close the session and its connections; safe to call twice."""
         session, self._session = self._session, None
+        resolver, self._resolver = self._resolver, None
         if session is not None:
             await session.close()
+        if resolver is not None:  # aiohttp closes only resolvers it created itself
+            await resolver.close()
 
     async def check(self, target: Target) -> CheckResult:
         """Check `target` once. Site problems become a result with a reason, never an exception.
@@ -559,7 +566,10 @@ class Checker:
             try:
                 regex = compile_regex(target.regex)
             except re2.error as exc:
-                raise _Failure("error", f"invalid regex {target.regex!r}: {exc}") from None
+                detail = exc.args[0] if exc.args else "invalid pattern"
+                if isinstance(detail, bytes):
+                    detail = detail.decode("utf-8", "replace")
+                raise _Failure("error", f"invalid regex {target.regex!r}: {detail}") from None
         async with session.request(
             target.method,
             target.url,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
@@ -16,10 +16,10 @@ from engine.checks import REASONS, Checker, CheckResult, one_line
 from engine.targets import Target
 
 
-@pytest.fixture(scope="module")
-def sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSites]:
-    with LocalSites(tmp_path_factory.mktemp("sites")) as running:
-        yield running
+@pytest.fixture
+def sites(local_sites: LocalSites) -> LocalSites:
+    """The session's local test servers (`local_sites`, registered by conftest from sites.py)."""
+    return local_sites
 
 
 @asynccontextmanager
@@ -300,6 +300,7 @@ async def test_invalid_regex_is_error_not_exception(sites: LocalSites) -> None:
 
     assert_failed(result, "error")
     assert "regex" in (result.error or "")
+    assert "missing )" in (result.error or "")
 
 
 async def test_configured_headers_are_sent(sites: LocalSites) -> None:
