@@ -72,6 +72,9 @@ class Engine:
         """Start every part of this role. Raises UserError for problems the user must fix."""
         cfg = self.config
         client_id = f"metrictui-{self.agent}"
+        self.stats.kafka_state = "connecting"
+        if self.consumes:
+            self.stats.postgres_state = "connecting"
         if self.produces:  # validate before anything connects
             self._targets = {t.name: t for t in load_targets(cfg.targets_file)}
         enabled = load_enabled(cfg.targets_file, cfg.agent.metrics)

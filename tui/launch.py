@@ -1,12 +1,21 @@
-"""Start the dashboard: attached to a running headless engine, or with an in-process engine."""
+"""Start the dashboard: attached to a running engine, or around an in-process engine.
+
+If an engine already serves the configured control socket, `metrictui` attaches to it instead
+of starting a second producer (and says so). Otherwise it starts the engine in this process and
+serves the control socket itself, so a second `metrictui` on the same machine attaches too.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
+from pathlib import Path
 
 from engine.config import Config
 from engine.control import Control
+from engine.control_client import SocketControl
+from engine.control_server import ControlServer, socket_is_live, start_control_server
 from engine.engine import Engine, Role
 from engine.errors import UserError
 from engine.local_control import LocalControl
@@ -14,28 +23,81 @@ from engine.local_control import LocalControl
 log = logging.getLogger("metrictui")
 
 
-async def run_app(control: Control, refresh_hz: float) -> int:
-    """Run the Textual app in the current event loop (the engine shares it)."""
-    from tui.app import MetricTuiApp
+async def run_app(control: Control, refresh_hz: float, targets_file: Path | None = None) -> int:
+    """Run the Textual app on the current event loop (an in-process engine shares it)."""
+    from tui.app import run_tui_async
 
-    app = MetricTuiApp(control, refresh_hz=refresh_hz)
-    await app.run_async()
-    return app.return_code or 0
+    hint = str(targets_file) if targets_file else None
+    return await run_tui_async(control, refresh_hz=refresh_hz, targets_file_hint=hint)
+
+
+def _socket_path(config: Config) -> Path | None:
+    path = config.headless.control_socket
+    return path if str(path) not in ("", ".") else None
 
 
 def launch(config: Config, role: Role) -> int:
-    """Run the TUI with an in-process engine."""
-    return asyncio.run(_run_local(config, role))
+    """`metrictui` without --headless."""
+    path = _socket_path(config)
+    if path is not None and socket_is_live(path):
+        print(
+            f"metrictui: an engine is already running here ({path}); attaching to it"
+            " instead of starting a second one",
+            file=sys.stderr,
+        )
+        return asyncio.run(_attach(path, config.tui.refresh_hz))
+    return asyncio.run(_run_local(config, role, path))
 
 
-async def _run_local(config: Config, role: Role) -> int:
+async def _run_local(config: Config, role: Role, path: Path | None) -> int:
+    """Show the dashboard at once and start the engine behind it (the network may be slow)."""
+    from tui.app import MetricTuiApp
+
     engine = Engine(config, role)
-    await engine.start()
+    # Logs would scribble over the dashboard: errors reach the errors pane through stats.
+    logging.getLogger().handlers[:] = [logging.NullHandler()]
+    app = MetricTuiApp(
+        LocalControl(engine),
+        refresh_hz=config.tui.refresh_hz,
+        targets_file_hint=str(config.targets_file),
+    )
+    failure: list[BaseException] = []
+    server: list[ControlServer] = []
+
+    async def start() -> None:
+        try:
+            await engine.start()
+            if path is not None:
+                try:
+                    server.append(await start_control_server(engine, path))
+                except UserError as exc:
+                    engine.stats.error("control", str(exc))
+        except Exception as exc:  # shown after the screen is restored, as one line
+            failure.append(exc)
+            app.exit(1)
+
+    starter = asyncio.create_task(start(), name="engine-start")
     try:
-        return await run_app(LocalControl(engine), config.tui.refresh_hz)
+        code = await app.run_async()
     finally:
+        if not starter.done():
+            starter.cancel()
+        for srv in server:
+            await srv.close()
         await engine.stop(timeout=9)
+    if failure:
+        raise failure[0]
+    return 0 if code is None else code
 
 
-def attach(path: str) -> int:
-    raise UserError(f"attaching to {path} is not available yet")
+async def _attach(path: Path, refresh_hz: float) -> int:
+    control = await SocketControl.connect(path)
+    try:
+        return await run_app(control, refresh_hz)
+    finally:
+        await control.close()
+
+
+def attach(path: str, refresh_hz: float = 3.0) -> int:
+    """`metrictui --attach PATH`."""
+    return asyncio.run(_attach(Path(path).expanduser(), refresh_hz))
