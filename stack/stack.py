@@ -33,12 +33,14 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -683,18 +685,24 @@ def _kafka_string(data: bytes, offset: int) -> tuple[str | None, int]:
     return data[offset : offset + length].decode("utf-8", "replace"), offset + length
 
 
-def kafka_metadata_brokers(port: int, timeout: float = 2.0) -> list[tuple[int, str, int]]:
+def kafka_metadata_brokers(
+    port: int, timeout: float = 2.0, ssl_context: ssl.SSLContext | None = None
+) -> list[tuple[int, str, int]]:
     """Ask 127.0.0.1:port for cluster metadata (Metadata v4, no topics); return its brokers.
 
     Request header v1: api_key, api_version, correlation_id, client_id. Body v4: topics = null
     (int32 -1), allow_auto_topic_creation = false. Response: correlation_id, throttle_time_ms,
-    brokers [node_id, host, port, rack], ... (the rest is not needed).
+    brokers [node_id, host, port, rack], ... (the rest is not needed). With `ssl_context` it
+    talks to an SSL listener (tests use that to prove the certificate rules).
     """
     correlation_id = secrets.randbelow(2**31)
     client_id = b"metrictui-stack"
     header = struct.pack(">hhih", 3, 4, correlation_id, len(client_id)) + client_id
     request = header + struct.pack(">ib", -1, 0)
-    with socket.create_connection((HOST, port), timeout=timeout) as sock:
+    with contextlib.ExitStack() as stack:
+        sock = stack.enter_context(socket.create_connection((HOST, port), timeout=timeout))
+        if ssl_context is not None:
+            sock = stack.enter_context(ssl_context.wrap_socket(sock, server_hostname=HOST))
         sock.sendall(struct.pack(">i", len(request)) + request)
         (size,) = struct.unpack(">i", _recv_exact(sock, 4))
         if not 0 < size < 16 * 1024 * 1024:
@@ -742,22 +750,24 @@ def kafka_started_info(settings: Settings) -> dict[str, Any]:
 
 
 def kafka_wanted_info(settings: Settings, secure: bool) -> dict[str, Any]:
+    """What a running Kafka must have been started with to be reused as is."""
     return {
         "kafka_port": settings.kafka_port,
         "controller_port": settings.controller_port,
         "secure": secure,
+        "tls": tls_fingerprint(settings) if secure else None,
     }
 
 
 def kafka_ports(settings: Settings, secure: bool) -> list[tuple[int, str, str]]:
     ports = [
         (settings.kafka_port, "Kafka", ENV_KAFKA_PORT),
-        (settings.controller_port, f"Kafka controller (= {ENV_KAFKA_PORT} + 1)", ENV_KAFKA_PORT),
+        (settings.controller_port, "Kafka controller, Kafka port + 1", ENV_KAFKA_PORT),
     ]
     if secure:
         ports += [
-            (settings.kafka_ssl_port, f"Kafka SSL (= {ENV_KAFKA_PORT} + 2)", ENV_KAFKA_PORT),
-            (settings.kafka_sasl_port, f"Kafka SASL_SSL (= {ENV_KAFKA_PORT} + 3)", ENV_KAFKA_PORT),
+            (settings.kafka_ssl_port, "Kafka SSL, Kafka port + 2", ENV_KAFKA_PORT),
+            (settings.kafka_sasl_port, "Kafka SASL_SSL, Kafka port + 3", ENV_KAFKA_PORT),
         ]
     return ports
 
@@ -780,7 +790,7 @@ def start_kafka(settings: Settings, secure: bool) -> Launch:
     pid = kafka_pid(settings)
     if pid:
         if read_json(files.started) == wanted:
-            return Launch("kafka", "reused", pid, lambda: _wait_kafka(settings, pid, None))
+            return Launch("kafka", "reused", pid, lambda: _wait_kafka(settings, secure, pid, None))
         say(f"Kafka (pid {pid}) runs with other settings; restarting it")
         terminate(pid, files.marker)
         action = "restarted"
@@ -789,18 +799,32 @@ def start_kafka(settings: Settings, secure: bool) -> Launch:
     files.root.mkdir(parents=True, exist_ok=True)
     write_text_atomic(files.props, kafka_properties(settings, files, secure))
     write_text_atomic(files.log4j, LOG4J2_PROPERTIES)
-    if not (files.data / "meta.properties").exists() or not files.format_info.exists():
+    formatted = (files.data / "meta.properties").exists() and files.format_info.exists()
+    if (
+        formatted
+        and secure
+        and SCRAM_USER not in read_json(files.format_info).get("scram_users", [])
+    ):
+        say("Kafka storage was formatted without the SCRAM users; formatting a fresh one")
+        formatted = False
+    if not formatted:
         format_kafka_storage(java, settings, files)
     java_cmd = kafka_java(java, files, heap=KAFKA_HEAP)
     argv = [java_cmd[0], *kafka_cds_args(java), *java_cmd[1:], "kafka.Kafka", str(files.props)]
     proc = spawn_daemon(argv, files.log, files.root)
     write_text_atomic(files.pid_file, f"{proc.pid}\n")
     write_text_atomic(files.started, json.dumps(wanted) + "\n")
-    return Launch("kafka", action, proc.pid, lambda: _wait_kafka(settings, proc.pid, proc))
+    return Launch("kafka", action, proc.pid, lambda: _wait_kafka(settings, secure, proc.pid, proc))
 
 
-def _wait_kafka(settings: Settings, pid: int, proc: subprocess.Popen[bytes] | None) -> float:
+def _wait_kafka(
+    settings: Settings, secure: bool, pid: int, proc: subprocess.Popen[bytes] | None
+) -> float:
     files = KafkaFiles(settings.kafka_dir)
+    extra_ports = [settings.kafka_ssl_port, settings.kafka_sasl_port] if secure else []
+
+    def ready() -> bool:
+        return kafka_ready(settings.kafka_port) and all(port_open(p) for p in extra_ports)
 
     def alive() -> bool:
         if proc is not None and proc.poll() is not None:
@@ -809,7 +833,7 @@ def _wait_kafka(settings: Settings, pid: int, proc: subprocess.Popen[bytes] | No
 
     return wait_for(
         f"Kafka (Metadata on {HOST}:{settings.kafka_port})",
-        lambda: kafka_ready(settings.kafka_port),
+        ready,
         alive=alive,
         log_path=files.log,
     )
@@ -1030,7 +1054,6 @@ def pg_conf_text(settings: Settings, files: PgFiles, secure: bool) -> str:
             "ssl = on",
             "ssl_cert_file = 'server.crt'",
             "ssl_key_file = 'server.key'",
-            "ssl_ca_file = 'ca.pem'",
         ]
     else:
         lines.append("ssl = off")
@@ -1115,10 +1138,9 @@ def start_pg(settings: Settings, secure: bool) -> Launch:
         pid = None
     if not (files.data / "PG_VERSION").exists():
         initdb(pg_bin, files)
-    if secure:
-        install_pg_tls(settings, files)
+    tls_changed = install_pg_tls(settings, files) if secure else False
     conf_text = pg_conf_text(settings, files, secure)
-    conf_changed = _read_or_empty(files.conf) != conf_text
+    conf_changed = tls_changed or _read_or_empty(files.conf) != conf_text
     if conf_changed:
         write_pg_file(files.conf, conf_text)
     if _read_or_empty(files.data / "pg_hba.conf") != PG_HBA:
@@ -1131,7 +1153,7 @@ def start_pg(settings: Settings, secure: bool) -> Launch:
             action = "reloaded"
         else:
             action = "reused"
-        return Launch("postgres", action, pid, lambda: _wait_pg(settings, pg_bin, files, pid))
+        return Launch("postgres", action, pid, lambda: _wait_pg(settings, pg_bin, files, secure))
     # A postmaster.pid whose process is gone (kill -9, container restart) would block the start.
     if (files.data / "postmaster.pid").exists():
         (files.data / "postmaster.pid").unlink()
@@ -1140,7 +1162,7 @@ def start_pg(settings: Settings, secure: bool) -> Launch:
         files.log.touch(mode=0o600)
     chown_to_pg(files.log)
     _spawn_pg(pg_bin, files)
-    return Launch("postgres", action, None, lambda: _wait_pg(settings, pg_bin, files, None))
+    return Launch("postgres", action, None, lambda: _wait_pg(settings, pg_bin, files, secure))
 
 
 def _read_or_empty(path: Path) -> str:
@@ -1171,7 +1193,7 @@ def _spawn_pg(pg_bin: Path, files: PgFiles) -> None:
         )
 
 
-def _wait_pg(settings: Settings, pg_bin: Path, files: PgFiles, pid: int | None) -> float:
+def _wait_pg(settings: Settings, pg_bin: Path, files: PgFiles, secure: bool) -> float:
     started = time.monotonic()
 
     def alive() -> bool:
@@ -1185,6 +1207,15 @@ def _wait_pg(settings: Settings, pg_bin: Path, files: PgFiles, pid: int | None) 
         log_path=files.log,
     )
     ensure_pg_roles(settings, pg_bin, files)
+    # A reload applies asynchronously, and a bad key would leave TLS off: check what is in force.
+    want = "on" if secure else "off"
+    deadline = time.monotonic() + 10
+    while (got := psql_admin(settings, pg_bin, files, "SHOW ssl;", "SHOW ssl").strip()) != want:
+        if time.monotonic() > deadline:
+            raise StackError(
+                f"PostgreSQL has ssl={got}, wanted {want}; log: {files.log}", log_tail(files.log)
+            )
+        time.sleep(0.2)
     return elapsed
 
 
@@ -1303,12 +1334,21 @@ def stop_web(settings: Settings) -> bool:
 
 
 # --------------------------------------------------------------------------------------------
-# TLS material (phase 2: --secure)
+# TLS material for --secure: a CA, server and client certificates (openssl CLI)
+
+CERT_DAYS = 825
+CA_DAYS = 3650
+RENEW_WITHIN_S = 30 * 86400
 
 
 @dataclass(frozen=True)
 class TlsFiles:
-    """Certificates under .stack/tls, named as Aiven hands them out (ca.pem, service.*)."""
+    """Certificates under .stack/tls; the client ones named as Aiven hands them out.
+
+    ca.pem + service.cert + service.key is what a client needs; server.* serve Kafka (as
+    server-keystore.pem: key + chain, a PEM keystore) and PostgreSQL. wrong/ holds a second,
+    unrelated CA with its own client certificate, for tests that must be refused.
+    """
 
     root: Path
 
@@ -1317,12 +1357,203 @@ class TlsFiles:
         return self.root / "ca.pem"
 
     @property
+    def ca_key(self) -> Path:
+        return self.root / "ca.key"
+
+    @property
+    def server_cert(self) -> Path:
+        return self.root / "server.crt"
+
+    @property
+    def server_key(self) -> Path:
+        return self.root / "server.key"
+
+    @property
     def kafka_keystore(self) -> Path:
         return self.root / "server-keystore.pem"
 
+    @property
+    def client_cert(self) -> Path:
+        return self.root / "service.cert"
 
-def install_pg_tls(settings: Settings, files: PgFiles) -> None:
-    raise StackError("--secure is not implemented yet")
+    @property
+    def client_key(self) -> Path:
+        return self.root / "service.key"
+
+    @property
+    def wrong(self) -> TlsFiles:
+        return TlsFiles(self.root / "wrong")
+
+
+def find_openssl() -> str:
+    found = shutil.which("openssl")
+    if not found:
+        apt_install(["openssl"], "--secure makes certificates with the openssl CLI")
+        found = shutil.which("openssl")
+    if not found:
+        raise StackError("openssl not found; install it (apt-get install openssl)")
+    return found
+
+
+def _cert_fresh(openssl: str, cert: Path, ca: Path) -> bool:
+    """Present, signed by `ca`, and valid for at least another 30 days."""
+    if not cert.exists() or not ca.exists():
+        return False
+    checkend = subprocess.run(
+        [openssl, "x509", "-checkend", str(RENEW_WITHIN_S), "-noout", "-in", str(cert)],
+        capture_output=True,
+    )
+    if checkend.returncode != 0:
+        return False
+    verify = subprocess.run(
+        [openssl, "verify", "-CAfile", str(ca), str(cert)], capture_output=True, text=True
+    )
+    return verify.returncode == 0
+
+
+def _make_ca(openssl: str, tls: TlsFiles, name: str) -> None:
+    tls.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-sha256",
+            "-days",
+            str(CA_DAYS),
+            "-subj",
+            f"/O=metrictui/CN={name}",
+            "-keyout",
+            str(tls.ca_key),
+            "-out",
+            str(tls.ca),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-addext",
+            "subjectKeyIdentifier=hash",
+        ],
+        what=f"openssl: making {name}",
+    )
+    os.chmod(tls.ca_key, 0o600)
+
+
+def _make_leaf(
+    openssl: str, tls: TlsFiles, cert: Path, key: Path, cn: str, extensions: Sequence[str]
+) -> None:
+    """A key + certificate signed by `tls`'s CA (PKCS#8 key, like Aiven's service.key)."""
+    csr = cert.with_suffix(".csr")
+    ext = cert.with_suffix(".ext")
+    base_ext = [
+        "basicConstraints=critical,CA:FALSE",
+        "subjectKeyIdentifier=hash",
+        "authorityKeyIdentifier=keyid,issuer",
+    ]
+    ext.write_text("\n".join([*base_ext, *extensions]) + "\n")
+    try:
+        run(
+            [
+                openssl,
+                "req",
+                "-new",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                f"/O=metrictui/CN={cn}",
+                "-keyout",
+                str(key),
+                "-out",
+                str(csr),
+            ],
+            what=f"openssl: key for {cn}",
+        )
+        os.chmod(key, 0o600)
+        run(
+            [
+                openssl,
+                "x509",
+                "-req",
+                "-sha256",
+                "-days",
+                str(CERT_DAYS),
+                "-in",
+                str(csr),
+                "-CA",
+                str(tls.ca),
+                "-CAkey",
+                str(tls.ca_key),
+                "-set_serial",
+                f"0x{secrets.token_hex(16)}",
+                "-extfile",
+                str(ext),
+                "-out",
+                str(cert),
+            ],
+            what=f"openssl: certificate for {cn}",
+        )
+    finally:
+        csr.unlink(missing_ok=True)
+        ext.unlink(missing_ok=True)
+
+
+SERVER_EXTENSIONS = (
+    "subjectAltName=DNS:localhost,IP:127.0.0.1",
+    "keyUsage=critical,digitalSignature,keyEncipherment",
+    "extendedKeyUsage=serverAuth,clientAuth",
+)
+CLIENT_EXTENSIONS = (
+    "keyUsage=critical,digitalSignature,keyEncipherment",
+    "extendedKeyUsage=clientAuth",
+)
+
+
+def ensure_tls(settings: Settings) -> None:
+    """Make (once) or renew (near expiry) the CA and certificates; cheap when all are fresh."""
+    openssl = find_openssl()
+    tls = TlsFiles(settings.tls_dir)
+    made = False
+    for pki, ca_name in ((tls, "metrictui local stack CA"), (tls.wrong, "metrictui WRONG CA")):
+        if not (pki.ca_key.exists() and _cert_fresh(openssl, pki.ca, pki.ca)):
+            say(f"making {ca_name} in {pki.root} ...")
+            _make_ca(openssl, pki, ca_name)
+            made = True
+        if not _cert_fresh(openssl, pki.client_cert, pki.ca):
+            _make_leaf(
+                openssl, pki, pki.client_cert, pki.client_key, "metrictui-client", CLIENT_EXTENSIONS
+            )
+            made = True
+    if not _cert_fresh(openssl, tls.server_cert, tls.ca):
+        _make_leaf(openssl, tls, tls.server_cert, tls.server_key, "localhost", SERVER_EXTENSIONS)
+        made = True
+    keystore = tls.server_key.read_text() + tls.server_cert.read_text() + tls.ca.read_text()
+    if _read_or_empty(tls.kafka_keystore) != keystore:
+        write_text_atomic(tls.kafka_keystore, keystore, mode=0o600)
+    if made:
+        say(f"certificates ready in {tls.root} (ca.pem, service.cert, service.key; wrong/)")
+
+
+def tls_fingerprint(settings: Settings) -> str:
+    """Changes when the server certificate does: Kafka must then restart to pick it up."""
+    tls = TlsFiles(settings.tls_dir)
+    return hashlib.sha256(_read_or_empty(tls.kafka_keystore).encode()).hexdigest()[:16]
+
+
+def install_pg_tls(settings: Settings, files: PgFiles) -> bool:
+    """Copy the server key pair into the data dir (PostgreSQL insists on owning its key)."""
+    tls = TlsFiles(settings.tls_dir)
+    changed = False
+    for src, name in ((tls.server_cert, "server.crt"), (tls.server_key, "server.key")):
+        text = src.read_text()
+        if _read_or_empty(files.data / name) != text:
+            write_pg_file(files.data / name, text, mode=0o600)
+            changed = True
+    return changed
 
 
 # --------------------------------------------------------------------------------------------
@@ -1359,19 +1590,23 @@ def our_ports(settings: Settings) -> set[int]:
 
 
 def running_secure(settings: Settings) -> bool:
-    return bool(kafka_started_info(settings).get("secure"))
+    """A plain `up` keeps a secure stack secure (its plain listeners work as well)."""
+    if kafka_started_info(settings).get("secure"):
+        return True
+    files = pg_files(settings)
+    return pg_pid(files) is not None and "ssl = on" in _read_or_empty(files.conf)
 
 
 def cmd_up(settings: Settings, secure_flag: bool) -> int:
     started = time.monotonic()
-    secure = secure_flag or settings.secure_env or running_secure(settings)
-    ports = [
-        *kafka_ports(settings, secure),
-        (settings.pg_port, "PostgreSQL", ENV_PG_PORT),
-        (settings.web_port, "demo website", ENV_WEB_PORT),
-    ]
-    check_ports(ports, our_ports(settings))
     with stack_lock(settings):
+        secure = secure_flag or settings.secure_env or running_secure(settings)
+        ports = [
+            *kafka_ports(settings, secure),
+            (settings.pg_port, "PostgreSQL", ENV_PG_PORT),
+            (settings.web_port, "demo website", ENV_WEB_PORT),
+        ]
+        check_ports(ports, our_ports(settings))
         if secure:
             ensure_tls(settings)
         launches = [start_pg(settings, secure), start_kafka(settings, secure), start_web(settings)]
@@ -1381,15 +1616,15 @@ def cmd_up(settings: Settings, secure_flag: bool) -> int:
     for launch in launches:
         pid = launch.pid or pg_pid(pg_files(settings))
         say(f"{launch.name:<9} {launch.action:<9} pid {pid}")
+    kafka = env["kafka_bootstrap"]
+    if secure:
+        kafka += f" (SSL :{env['kafka_ssl_port']}, SASL_SSL :{env['kafka_sasl_ssl_port']})"
+    pg = f"{HOST}:{env['pg_port']}" + (" (TLS)" if secure else "")
     say(
-        f"stack up in {time.monotonic() - started:.1f} s: Kafka {env['kafka_bootstrap']}, "
-        f"PostgreSQL {HOST}:{env['pg_port']}, demo web {env['web_url']}; see {settings.env_json}"
+        f"stack up in {time.monotonic() - started:.1f} s: Kafka {kafka}, PostgreSQL {pg}, "
+        f"demo web {env['web_url']}; see {settings.env_json}"
     )
     return 0
-
-
-def ensure_tls(settings: Settings) -> None:
-    raise StackError("--secure is not implemented yet")
 
 
 def env_info(settings: Settings, secure: bool) -> dict[str, Any]:
@@ -1416,12 +1651,37 @@ def env_info(settings: Settings, secure: bool) -> dict[str, Any]:
         "stack_dir": str(settings.stack_dir),
         "secure": secure,
     }
+    if secure:
+        tls = TlsFiles(settings.tls_dir)
+        ca_q = urllib.parse.quote(str(tls.ca), safe="/")
+        info |= {
+            "tls_dir": str(tls.root),
+            "tls_ca": str(tls.ca),
+            "tls_client_cert": str(tls.client_cert),
+            "tls_client_key": str(tls.client_key),
+            "tls_server_cert": str(tls.server_cert),
+            "tls_wrong_ca": str(tls.wrong.ca),
+            "tls_wrong_client_cert": str(tls.wrong.client_cert),
+            "tls_wrong_client_key": str(tls.wrong.client_key),
+            "kafka_ssl_port": settings.kafka_ssl_port,
+            "kafka_ssl_bootstrap": f"{HOST}:{settings.kafka_ssl_port}",
+            "kafka_sasl_ssl_port": settings.kafka_sasl_port,
+            "kafka_sasl_ssl_bootstrap": f"{HOST}:{settings.kafka_sasl_port}",
+            "kafka_sasl_mechanisms": ["SCRAM-SHA-256", "SCRAM-SHA-512"],
+            "kafka_sasl_username": SCRAM_USER,
+            "kafka_sasl_password": SCRAM_PASSWORD,
+            "pg_dsn_tls": (
+                f"postgresql://{APP_ROLE}:{APP_PASSWORD}@{pg}/{APP_DB}"
+                f"?sslmode=verify-full&sslrootcert={ca_q}"
+            ),
+        }
     return info
 
 
 def write_env_json(settings: Settings, secure: bool) -> dict[str, Any]:
     info = env_info(settings, secure)
-    write_text_atomic(settings.env_json, json.dumps(info, indent=2) + "\n", mode=0o644)
+    # 0600: it holds the superuser password.
+    write_text_atomic(settings.env_json, json.dumps(info, indent=2) + "\n", mode=0o600)
     return info
 
 
@@ -1457,6 +1717,7 @@ def status_info(settings: Settings) -> dict[str, Any]:
             "port": pg_running_port(pfiles) if ppid else None,
             "data": str(pfiles.data),
             "log": str(pfiles.log),
+            "ssl": bool(ppid) and "ssl = on" in _read_or_empty(pfiles.conf),
         },
         "web": {
             "running": wpid is not None,
@@ -1483,7 +1744,8 @@ def cmd_status(settings: Settings, as_json: bool) -> int:
     else:
         say("kafka     stopped")
     if p["running"]:
-        say(f"postgres  running  pid {p['pid']:<8} {HOST}:{p['port']}  data {p['data']}")
+        tls = " (TLS on)" if p["ssl"] else ""
+        say(f"postgres  running  pid {p['pid']:<8} {HOST}:{p['port']}{tls}  data {p['data']}")
     else:
         say("postgres  stopped")
     if w["running"]:
@@ -1536,13 +1798,31 @@ def toml_str(value: str | Path) -> str:
     return json.dumps(str(value))
 
 
-def cmd_dev_config(settings: Settings) -> int:
+def cmd_dev_config(settings: Settings, secure: bool) -> int:
     env = read_json(settings.env_json)
     if not env:
         raise StackError(f"{settings.env_json} is missing; run `python3 stack/stack.py up` first")
+    secure = secure or settings.secure_env
+    if secure and not env.get("secure"):
+        raise StackError(
+            "the stack runs without TLS; run `python3 stack/stack.py up --secure` first"
+        )
     stack = settings.stack_dir
     config_path = stack / "metrictui.toml"
     targets_path = stack / "targets.toml"
+    if secure:
+        # Like an Aiven service: TLS with a client certificate, PostgreSQL verified by our CA.
+        kafka = [
+            f"bootstrap_servers = {toml_str(env['kafka_ssl_bootstrap'])}",
+            'security_protocol = "SSL"',
+            f"ssl_cafile = {toml_str(env['tls_ca'])}",
+            f"ssl_certfile = {toml_str(env['tls_client_cert'])}",
+            f"ssl_keyfile = {toml_str(env['tls_client_key'])}",
+        ]
+        dsn = env["pg_dsn_tls"]
+    else:
+        kafka = [f"bootstrap_servers = {toml_str(env['kafka_bootstrap'])}"]
+        dsn = env["pg_dsn"]
     config = "\n".join(
         [
             "# Generated by `stack/stack.py dev-config` for `make run` against the local stack.",
@@ -1550,10 +1830,10 @@ def cmd_dev_config(settings: Settings) -> int:
             f"targets_file = {toml_str(targets_path)}",
             "",
             "[kafka]",
-            f"bootstrap_servers = {toml_str(env['kafka_bootstrap'])}",
+            *kafka,
             "",
             "[postgres]",
-            f"dsn = {toml_str(env['pg_dsn'])}",
+            f"dsn = {toml_str(dsn)}",
             "",
             "[agent]",
             f"spool_dir = {toml_str(stack / 'spool')}",
@@ -1611,7 +1891,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("down", help="stop everything (no-op when nothing runs)")
     status = sub.add_parser("status", help="what runs where")
     status.add_argument("--json", action="store_true", help="machine-readable")
-    sub.add_parser("dev-config", help="write .stack/metrictui.toml and .stack/targets.toml")
+    dev = sub.add_parser("dev-config", help="write .stack/metrictui.toml and .stack/targets.toml")
+    dev.add_argument(
+        "--secure", action="store_true", help="connect over SSL (client cert) and PostgreSQL TLS"
+    )
     ks = sub.add_parser("kafka-stop", help="stop Kafka (SIGTERM; --kill: SIGKILL) and wait")
     ks.add_argument("--kill", action="store_true")
     sub.add_parser("kafka-start", help="start Kafka and wait until it answers")
@@ -1632,7 +1915,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stderr) -> int:
         if args.command == "status":
             return cmd_status(settings, args.json)
         if args.command == "dev-config":
-            return cmd_dev_config(settings)
+            return cmd_dev_config(settings, args.secure)
         if args.command == "kafka-stop":
             return cmd_kafka_stop(settings, args.kill)
         if args.command == "kafka-start":

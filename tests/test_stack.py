@@ -10,6 +10,7 @@ import importlib.util
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -22,6 +23,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from engine.config import load_config
 from engine.targets import load_targets
@@ -33,6 +36,7 @@ STACK_ENV_VARS = (
     "METRICTUI_STACK_KAFKA_PORT",
     "METRICTUI_STACK_PG_PORT",
     "METRICTUI_STACK_WEB_PORT",
+    "METRICTUI_STACK_SECURE",
 )
 
 pytestmark = pytest.mark.integration
@@ -244,3 +248,127 @@ def test_dev_config_is_loadable_and_never_overwrites_targets(
     again = stack_cmd("dev-config", env=isolated_env)
     assert again.returncode == 0, again.stderr
     assert config.targets_file.read_text() == edited
+
+
+# --- --secure: TLS, client certificates and SCRAM (the shared stack stays secure afterwards;
+# its plain listeners keep working, so other tests are unaffected).
+
+
+@pytest.fixture(scope="module")
+def secure_env() -> dict[str, Any]:
+    proc = stack_cmd("up", "--secure")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    env_json = Path(os.environ.get("METRICTUI_STACK_DIR") or REPO / ".stack") / "env.json"
+    data: dict[str, Any] = json.loads(env_json.read_text())
+    assert data["secure"] is True
+    return data
+
+
+def client_context(ca: str, cert: str | None = None, key: str | None = None) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=ca)
+    if cert is not None:
+        ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def test_secure_stack_hands_out_aiven_style_files(secure_env: dict[str, Any]) -> None:
+    tls_dir = Path(secure_env["tls_dir"])
+    for name in ("ca.pem", "service.cert", "service.key"):
+        assert (tls_dir / name).is_file(), name
+        assert (tls_dir / "wrong" / name).is_file(), name
+    assert secure_env["tls_ca"] == str(tls_dir / "ca.pem")
+    assert secure_env["kafka_ssl_port"] == secure_env["kafka_port"] + 2
+    assert secure_env["kafka_sasl_ssl_port"] == secure_env["kafka_port"] + 3
+    assert (tls_dir / "service.key").stat().st_mode & 0o077 == 0
+
+
+def test_kafka_ssl_listener_admits_only_our_client_certificate(
+    secure_env: dict[str, Any],
+) -> None:
+    stack = load_stack_module()
+    port = secure_env["kafka_ssl_port"]
+    ca, cert, key = (
+        secure_env["tls_ca"],
+        secure_env["tls_client_cert"],
+        secure_env["tls_client_key"],
+    )
+    good = client_context(ca, cert, key)
+    assert stack.kafka_metadata_brokers(port, timeout=10, ssl_context=good) == [
+        (1, "127.0.0.1", port)
+    ]
+    no_cert = client_context(ca)
+    wrong_cert = client_context(
+        ca, secure_env["tls_wrong_client_cert"], secure_env["tls_wrong_client_key"]
+    )
+    for refused in (no_cert, wrong_cert):
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            stack.kafka_metadata_brokers(port, timeout=10, ssl_context=refused)
+    wrong_ca = client_context(secure_env["tls_wrong_ca"], cert, key)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        stack.kafka_metadata_brokers(port, timeout=10, ssl_context=wrong_ca)
+
+
+async def sasl_bootstrap(env: dict[str, Any], mechanism: str, password: str) -> list[int]:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=env["kafka_sasl_ssl_bootstrap"],
+        security_protocol="SASL_SSL",
+        ssl_context=client_context(env["tls_ca"]),
+        sasl_mechanism=mechanism,
+        sasl_plain_username=env["kafka_sasl_username"],
+        sasl_plain_password=password,
+        request_timeout_ms=10000,
+    )
+    try:
+        await producer.start()
+        metadata = await producer.client.fetch_all_metadata()
+        return sorted(broker.port for broker in metadata.brokers())
+    finally:
+        await producer.stop()
+
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512"])
+async def test_kafka_sasl_ssl_admits_the_scram_user(
+    secure_env: dict[str, Any], mechanism: str
+) -> None:
+    ports = await sasl_bootstrap(secure_env, mechanism, secure_env["kafka_sasl_password"])
+    assert ports == [secure_env["kafka_sasl_ssl_port"]]
+
+
+async def test_kafka_sasl_ssl_refuses_a_wrong_password(secure_env: dict[str, Any]) -> None:
+    with pytest.raises(KafkaError):
+        await sasl_bootstrap(secure_env, "SCRAM-SHA-256", "not-the-password")
+
+
+def test_postgres_tls_is_verified_against_our_ca(secure_env: dict[str, Any]) -> None:
+    with psycopg.connect(secure_env["pg_dsn_tls"], connect_timeout=10) as conn:
+        row = conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()
+    assert row == (True,)
+    wrong = secure_env["pg_dsn_tls"].replace(secure_env["tls_ca"], secure_env["tls_wrong_ca"])
+    with pytest.raises(psycopg.OperationalError, match="certificate verify failed"):
+        psycopg.connect(wrong, connect_timeout=10)
+
+
+def test_plain_listeners_keep_working_when_secure(secure_env: dict[str, Any]) -> None:
+    stack = load_stack_module()
+    assert stack.kafka_metadata_brokers(secure_env["kafka_port"])
+    plain = secure_env["pg_dsn"] + "?sslmode=disable"
+    with psycopg.connect(plain, connect_timeout=10) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_dev_config_secure_connects_like_an_aiven_client(
+    secure_env: dict[str, Any], isolated_env: dict[str, str]
+) -> None:
+    stack_dir = Path(isolated_env["METRICTUI_STACK_DIR"])
+    stack_dir.mkdir(parents=True)
+    (stack_dir / "env.json").write_text(json.dumps(secure_env))
+    proc = stack_cmd("dev-config", "--secure", env=isolated_env)
+    assert proc.returncode == 0, proc.stderr
+    config = load_config(stack_dir / "metrictui.toml", {})
+    assert config.kafka.security_protocol == "SSL"
+    assert config.kafka.bootstrap_servers == secure_env["kafka_ssl_bootstrap"]
+    assert config.kafka.ssl_cafile == Path(secure_env["tls_ca"])
+    assert config.kafka.ssl_certfile == Path(secure_env["tls_client_cert"])
+    assert config.kafka.ssl_keyfile == Path(secure_env["tls_client_key"])
+    assert config.postgres.dsn is not None
+    assert "sslmode=verify-full" in config.postgres.dsn.reveal()
