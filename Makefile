@@ -4,13 +4,23 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+STACK_DIR := $(or $(METRICTUI_STACK_DIR),.stack)
+DEV_CONFIG := $(STACK_DIR)/metrictui.toml
 
-.PHONY: run test setup stack-up stack-down stack-status migrate lint bench bench-smoke clean
+.PHONY: run test setup system-deps stack-up stack-down stack-status migrate lint bench bench-smoke clean
 
-setup: $(STAMP)
+setup: system-deps $(STAMP)
+
+# Tools the tests drive (tmux for the real-terminal test). Java 17+, Maven and PostgreSQL's
+# server binaries are checked (and PostgreSQL installed if absent) by stack/stack.py.
+system-deps:
+	@command -v tmux >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing tmux"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null; \
+	  else echo "tmux is required for the terminal tests (apt-get install tmux)"; exit 1; fi; }
 
 $(STAMP): pyproject.toml
-	@command -v $(PY) >/dev/null || { echo "python3 is required"; exit 1; }
+	@command -v $(PY) >/dev/null || { echo "python3 (3.11+) is required"; exit 1; }
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
@@ -27,10 +37,10 @@ stack-status:
 
 migrate: stack-up
 	$(BIN)/python stack/stack.py dev-config
-	$(BIN)/metrictui --config .stack/metrictui.toml migrate
+	$(BIN)/metrictui --config $(DEV_CONFIG) migrate
 
 run: migrate
-	$(BIN)/metrictui --config .stack/metrictui.toml
+	$(BIN)/metrictui --config $(DEV_CONFIG)
 
 lint: setup
 	$(BIN)/ruff check engine tui tests stack
@@ -38,5 +48,8 @@ lint: setup
 	$(BIN)/mypy
 
 test: stack-up
-	$(MAKE) lint
+	$(MAKE) --no-print-directory lint
 	$(BIN)/pytest -q -ra
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
