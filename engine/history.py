@@ -111,6 +111,14 @@ ORDER BY agent
 """
 
 
+_TARGET_NAMES = """
+SELECT DISTINCT target
+FROM {view}
+WHERE ts >= now() - make_interval(secs => %(since)s)
+ORDER BY target
+"""
+
+
 def _view(schema: str, name: str) -> sql.Composed:
     return sql.SQL(".").join([sql.Identifier(schema), sql.Identifier(name)])
 
@@ -173,3 +181,13 @@ async def fetch_host_summaries(
         )
         for row in rows
     ]
+
+
+async def fetch_target_names(
+    conn: psycopg.AsyncConnection[Any], schema: str, since_s: float
+) -> list[str]:
+    """Names of the targets checked in the last `since_s` seconds (any agent), sorted."""
+    async with conn.cursor() as cur:
+        await cur.execute(_query(_TARGET_NAMES, schema, "checks_v"), {"since": float(since_s)})
+        rows = await cur.fetchall()
+    return [str(row[0]) for row in rows]

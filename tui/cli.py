@@ -51,7 +51,29 @@ def build_parser() -> argparse.ArgumentParser:
     _common(mig, sub=True)
     chk = sub.add_parser("check-config", help="validate the config and targets file, then exit")
     _common(chk, sub=True)
+    rep = sub.add_parser(
+        "report", help="uptime, latency and failures per target, cpu/memory per host"
+    )
+    _common(rep, sub=True)
+    rep.add_argument(
+        "--since",
+        metavar="DURATION",
+        type=_duration,
+        default=3600.0,
+        help="window to report on, like 30m, 1h, 7d (default 1h)",
+    )
+    rep.add_argument("--target", metavar="NAME", help="only this website target")
+    rep.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
     return parser
+
+
+def _duration(text: str) -> float:
+    from engine.report import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _load(args: argparse.Namespace) -> tuple[Config, list[Target]]:
@@ -91,6 +113,22 @@ async def _migrate(config: Config) -> int:
     return 0
 
 
+async def _report(config: Config, args: argparse.Namespace) -> int:
+    import json
+
+    from engine.report import build_report, format_report, report_to_json
+
+    dsn = config.postgres.dsn
+    if dsn is None:
+        raise ConfigError(f"{config.source}: [postgres] dsn: required for report")
+    report = await build_report(dsn.reveal(), config.postgres.schema, args.since, args.target)
+    if args.json:
+        print(json.dumps(report_to_json(report), indent=2, ensure_ascii=False))
+    else:
+        sys.stdout.write(format_report(report))
+    return 0
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -109,6 +147,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "migrate":
             return asyncio.run(_migrate(config))
+        if args.command == "report":
+            return asyncio.run(_report(config, args))
         role = cast(Role, args.role)
         if args.headless:
             from engine.headless import run_headless
