@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 stack-up: setup
-	$(BIN)/python stack/stack.py up
+	$(BIN)/python stack/stack.py up --secure
 
 stack-down:
 	@$(PY) stack/stack.py down

@@ -46,7 +46,7 @@ def stack() -> StackInfo:
     if bootstrap and dsn:
         return StackInfo(bootstrap, dsn, None, {})
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "stack" / "stack.py"), "up"],
+        [sys.executable, str(ROOT / "stack" / "stack.py"), "up", "--secure"],
         capture_output=True,
         text=True,
         timeout=600,
@@ -109,6 +109,14 @@ class Pipeline:
         self.targets_path.write_text(tomli_w.dumps({"targets": targets}))
         self.targets_path.chmod(0o600)
         return self.targets_path
+
+    def count(self, table: str) -> int:
+        """Rows in one of this test's tables; 0 while the schema does not exist yet."""
+        exists = self.query(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = %s AND tablename = %s",
+            (self.schema, table),
+        )[0][0]
+        return int(self.query(f'SELECT count(*) FROM "{table}"')[0][0]) if exists else 0
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Run a read query with search_path set to this test's schema."""

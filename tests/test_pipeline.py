@@ -115,7 +115,7 @@ def test_separate_producer_and_consumer_processes_fill_postgres(
         ids = set(event_ids(produced))
         assert len(ids) > 50, "the producer should have sent events for 30 s"
         wait_for(
-            lambda: pipeline.query("SELECT count(*) FROM events")[0][0] >= len(ids),
+            lambda: pipeline.count("events") >= len(ids),
             30,
             "every produced event in PostgreSQL",
         )
@@ -183,10 +183,7 @@ def test_consumer_sigkill_mid_stream_loses_and_duplicates_nothing(
     consumer = start(pipeline, "consumer", log)
     try:
         wait_for(
-            lambda: (
-                pipeline.query("SELECT count(*) FROM pg_tables WHERE tablename = 'events'")[0][0]
-                and pipeline.query("SELECT count(*) FROM events")[0][0] > 50
-            ),
+            lambda: pipeline.count("events") > 50,
             60,
             "the consumer to write events",
         )
@@ -202,7 +199,7 @@ def test_consumer_sigkill_mid_stream_loses_and_duplicates_nothing(
         ids = event_ids(produced)
         assert len(ids) > 50, "the producer should have sent events"
         wait_for(
-            lambda: pipeline.query("SELECT count(*) FROM events")[0][0] >= len(set(ids)),
+            lambda: pipeline.count("events") >= len(set(ids)),
             30,
             "the restarted consumer to catch up",
         )
@@ -258,10 +255,7 @@ def test_malformed_messages_go_to_dead_letters_and_good_events_keep_flowing(
     consumer = start(pipeline, "consumer", log)
     try:
         wait_for(
-            lambda: (
-                pipeline.query("SELECT count(*) FROM pg_tables WHERE tablename = 'events'")[0][0]
-                and pipeline.query("SELECT count(*) FROM events")[0][0] >= 2
-            ),
+            lambda: pipeline.count("events") >= 2,
             60,
             "first good events",
         )
@@ -269,13 +263,13 @@ def test_malformed_messages_go_to_dead_letters_and_good_events_keep_flowing(
             send_raw(pipeline.stack.bootstrap, pipeline.metrics_topic, list(MALFORMED.values()))
         )
         wait_for(
-            lambda: pipeline.query("SELECT count(*) FROM dead_letters")[0][0] >= 10,
+            lambda: pipeline.count("dead_letters") >= 10,
             30,
             "ten dead letters",
         )
-        before = pipeline.query("SELECT count(*) FROM events")[0][0]
+        before = pipeline.count("events")
         wait_for(
-            lambda: pipeline.query("SELECT count(*) FROM events")[0][0] >= before + 2,
+            lambda: pipeline.count("events") >= before + 2,
             30,
             "good events after the bad ones",
         )
