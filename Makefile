@@ -51,5 +51,13 @@ test: stack-up
 	$(MAKE) --no-print-directory lint
 	$(BIN)/pytest -q -ra
 
+# The full benchmark (a few minutes; >= 1,000,000 sample rows): table on stdout,
+# figures in bench/results/latest.json. `make test` runs the tiny one (tests/test_bench_smoke.py).
+bench: stack-up
+	$(BIN)/python -m bench --scale full
+
+bench-smoke: stack-up
+	$(BIN)/python -m bench --scale tiny
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,160 @@
+"""PostgreSQL-side baselines: the raw binary COPY ceiling and a naive one-commit-per-message sink.
+
+Both write into a schema made by the real migrations (same tables, same indexes, same daily
+partitions) and get their series ids resolved before the clock starts, which only favours them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from aiokafka import AIOKafkaConsumer
+from psycopg import sql
+
+from bench.kafka_parts import TIMEOUT_S, consumer_kwargs, wait_assigned
+from bench.measure import Throughput
+from bench.pgbinary import copy_data
+from bench.workload import Message
+from engine.config import Config
+from engine.envelope import CHECK_FIELDS, CheckEvent, MetricsEvent, decode_event
+from engine.migrate import migrate
+from engine.store import Store
+
+SAMPLE_TYPES = ("timestamptz", "int8", "float8")
+CHECK_TYPES = (
+    *("timestamptz", "uuid", "text", "text", "text", "text", "bool", "int4", "text", "text"),
+    *("float4", "float4", "float4", "float4", "float4", "bool", "timestamptz", "text"),
+)
+SeriesKey = tuple[str, str, str, str, str]
+
+
+def decode_all(messages: Sequence[Message]) -> list[MetricsEvent | CheckEvent]:
+    now = datetime.now(UTC)
+    return [decode_event(m.value, now=now, max_age=timedelta(days=30)) for m in messages]
+
+
+async def prepared_store(config: Config, events: Sequence[MetricsEvent | CheckEvent]) -> Store:
+    """A migrated schema with partitions and every series of `events` in place."""
+    assert config.postgres.dsn is not None
+    dsn = config.postgres.dsn.reveal()
+    await migrate(dsn, config.postgres.schema)
+    store = Store(dsn, config.postgres.schema)
+    await store.connect()
+    await store.ensure_partitions({e.observed_at.astimezone(UTC).date() for e in events})
+    await store.resolve_series(
+        (e.agent, e.host, s[0], s[1], s[3])
+        for e in events
+        if isinstance(e, MetricsEvent)
+        for s in e.samples
+    )
+    return store
+
+
+async def raw_copy(config: Config, messages: Sequence[Message]) -> Throughput:
+    """Binary COPY of exactly the sink's rows, pre-built, one transaction per consumer batch."""
+    events = decode_all(messages)
+    store = await prepared_store(config, events)
+    series = store._series
+    chunks: list[tuple[bytes, bytes]] = []
+    batch = config.consumer.batch_max
+    for i in range(0, len(events), batch):
+        part = events[i : i + batch]
+        samples = [
+            (e.observed_at, series[(e.agent, e.host, m, labels, unit)], value)
+            for e in part
+            if isinstance(e, MetricsEvent)
+            for m, labels, value, unit in e.samples
+        ]
+        checks = [
+            (e.observed_at, e.event_id, e.agent, *e.row) for e in part if isinstance(e, CheckEvent)
+        ]
+        chunks.append((copy_data(samples, SAMPLE_TYPES), copy_data(checks, CHECK_TYPES)))
+    schema = sql.Identifier(config.postgres.schema)
+    copy_samples = sql.SQL("COPY {}.samples (ts, series_id, value) FROM STDIN (FORMAT BINARY)")
+    columns = sql.SQL(", ").join(
+        sql.Identifier(c) for c in ("ts", "event_id", "agent", *CHECK_FIELDS)
+    )
+    copy_checks = sql.SQL("COPY {}.checks ({}) FROM STDIN (FORMAT BINARY)")
+    conn = store.conn
+    assert conn is not None
+    try:
+        started = time.perf_counter()
+        for sample_data, check_data in chunks:
+            async with conn.transaction(), conn.cursor() as cur:
+                async with cur.copy(copy_samples.format(schema)) as copy:
+                    await copy.write(sample_data)
+                async with cur.copy(copy_checks.format(schema, columns)) as copy:
+                    await copy.write(check_data)
+        elapsed = time.perf_counter() - started
+    finally:
+        await store.close()
+    return Throughput(len(messages), sum(m.rows for m in messages), elapsed)
+
+
+async def naive_sink(config: Config, messages: Sequence[Message], limit: int) -> Throughput:
+    """What simple implementations do: per message, stdlib json, one INSERT, one commit."""
+    store = await prepared_store(config, decode_all(messages))
+    series = dict(store._series)
+    await store.close()
+    assert config.postgres.dsn is not None
+    k = config.kafka
+    consumer = AIOKafkaConsumer(
+        k.metrics_topic, k.checks_topic, **consumer_kwargs(config, "bench-naive")
+    )
+    schema = config.postgres.schema
+    check_columns = ", ".join(f'"{c}"' for c in ("ts", "event_id", "agent", *CHECK_FIELDS))
+    check_insert = (
+        f'INSERT INTO "{schema}".checks ({check_columns}) VALUES ({", ".join(["%s"] * 18)})'
+    )
+    conn = await psycopg.AsyncConnection.connect(config.postgres.dsn.reveal())
+    await consumer.start()
+    done = rows = 0
+    try:
+        async with asyncio.timeout(TIMEOUT_S):
+            started = await wait_assigned(lambda: consumer)
+            while done < limit:
+                batch = await consumer.getmany(timeout_ms=200, max_records=limit - done)
+                for records in batch.values():
+                    for record in records:
+                        rows += await _naive_write(conn, schema, check_insert, series, record.value)
+                        done += 1
+        elapsed = time.perf_counter() - started
+    finally:
+        await consumer.stop()
+        await conn.close()
+    return Throughput(done, rows, elapsed)
+
+
+async def _naive_write(
+    conn: psycopg.AsyncConnection[Any],
+    schema: str,
+    check_insert: str,
+    series: dict[SeriesKey, int],
+    value: bytes,
+) -> int:
+    doc = json.loads(value)
+    ts = datetime.fromisoformat(doc["observed_at"])
+    agent, host, payload = doc["agent"], doc["host"], doc["payload"]
+    if doc["type"] == "metrics":
+        params: list[Any] = []
+        for metric, labels, v, unit in payload["samples"]:
+            key = json.dumps(labels, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            params += [ts, series[(agent, host, metric, key, unit)], v]
+        values = ", ".join(["(%s, %s, %s)"] * (len(params) // 3))
+        query = f'INSERT INTO "{schema}".samples (ts, series_id, value) VALUES {values}'
+        await conn.execute(query.encode(), params)
+        rows = len(params) // 3
+    else:
+        cert = payload.get("cert_expires_at")
+        row = [ts, doc["id"], agent, *(payload.get(c) for c in CHECK_FIELDS)]
+        row[-2] = datetime.fromisoformat(cert) if cert else None
+        await conn.execute(check_insert.encode(), row)
+        rows = 1
+    await conn.commit()
+    return rows

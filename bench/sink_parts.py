@@ -1,0 +1,93 @@
+"""The real consumer (engine/sink.py) under measurement.
+
+The sink runs unmodified; the benchmark only wraps its store's `write_batch` to note the moment
+each batch's transaction committed (and, for freshness, how old its events were by then).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from bench.kafka_parts import TIMEOUT_S, wait_assigned
+from bench.measure import Throughput
+from engine.config import Config
+from engine.envelope import CheckEvent, MetricsEvent
+from engine.migrate import migrate
+from engine.sink import Sink
+from engine.stats import Stats
+from engine.store import WriteResult
+
+OnCommit = Callable[[Sequence[MetricsEvent], Sequence[CheckEvent], datetime], None]
+
+
+class SinkRunner:
+    """One real `Sink` in this event loop, with commit times noted."""
+
+    def __init__(self, config: Config, on_commit: OnCommit | None = None) -> None:
+        self.config = config
+        self.stats = Stats("consumer", "bench")
+        self.sink = Sink(config, self.stats, "bench-sink")
+        self.rows = 0
+        self.events = 0
+        self.last_commit = 0.0
+        self._on_commit = on_commit
+        self._want_rows: int | None = None
+        self._reached = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> float:
+        """Migrate, connect and run; returns the moment the consumer got its partitions."""
+        assert self.config.postgres.dsn is not None
+        await migrate(self.config.postgres.dsn.reveal(), self.config.postgres.schema)
+        await self.sink.connect_postgres()
+        original = self.sink.store.write_batch
+
+        async def timed(metrics: Any, checks: Any, dead: Any) -> WriteResult:
+            result = await original(metrics, checks, dead)
+            self.last_commit = time.perf_counter()
+            self.rows += result.rows
+            self.events += result.events
+            if self._on_commit is not None:
+                self._on_commit(metrics, checks, datetime.now(UTC))
+            if self._want_rows is not None and self.rows >= self._want_rows:
+                self._reached.set()
+            return result
+
+        setattr(self.sink.store, "write_batch", timed)  # noqa: B010 - instrumenting an instance
+        self._task = asyncio.create_task(self.sink.run(), name="bench-sink")
+        async with asyncio.timeout(60):
+            return await wait_assigned(lambda: self.sink.consumer)
+
+    async def wait_rows(self, rows: int) -> None:
+        self._want_rows = rows
+        if self.rows >= rows:
+            return
+        async with asyncio.timeout(TIMEOUT_S):
+            await self._reached.wait()
+
+    async def stop(self) -> None:
+        await self.sink.stop()
+        if self._task is not None:
+            async with asyncio.timeout(30):
+                await self._task
+        await self.sink.close()
+
+
+async def sink_drain(config: Config, expected_rows: int, expected_events: int) -> Throughput:
+    """The real sink draining a pre-filled topic: partitions assigned -> last row committed."""
+    runner = SinkRunner(config)
+    try:
+        started = await runner.start()
+        await runner.wait_rows(expected_rows)
+    finally:
+        await runner.stop()
+    if runner.events != expected_events or runner.rows != expected_rows:
+        raise RuntimeError(
+            f"sink wrote {runner.events} events / {runner.rows} rows,"
+            f" expected {expected_events} / {expected_rows}"
+        )
+    return Throughput(runner.events, runner.rows, runner.last_commit - started)
