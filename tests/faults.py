@@ -1,0 +1,294 @@
+"""Helpers for the fault tests: stop/kill/restart the real servers, run real agents, judge.
+
+Servers are stopped and started only through stack/stack.py (the same launcher the `stack`
+fixture uses, with the same environment), and the `servers` fixture restores both servers in
+its teardown whatever the test did, so a failing fault test never leaves a broken stack for
+the tests after it.
+
+The judge is always PostgreSQL: `assert_conserved` reads every event id from the topics and
+demands that the `events` table holds exactly that set, each once, with the matching rows in
+`samples` and `checks`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+import pytest
+from conftest import ROOT, Pipeline, metrictui_cmd
+from kafka_tools import read_topic
+
+STACK_SCRIPT = ROOT / "stack" / "stack.py"
+
+
+def stack_cmd(*args: str, timeout: float = 180.0) -> None:
+    """Run one stack.py command (kafka-stop, pg-start, ...); fail the test if it fails."""
+    proc = subprocess.run(
+        [sys.executable, str(STACK_SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"stack.py {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+
+
+class Servers:
+    """Stops and starts the stack's Kafka and PostgreSQL; remembers what it must restore."""
+
+    def __init__(self) -> None:
+        self.kafka_down = False
+        self.pg_down = False
+
+    def kafka_stop(self, *, kill: bool = False) -> None:
+        self.kafka_down = True
+        stack_cmd("kafka-stop", *(["--kill"] if kill else []))
+
+    def kafka_start(self) -> None:
+        stack_cmd("kafka-start")
+        self.kafka_down = False
+
+    def pg_stop(self, *, kill: bool = False) -> None:
+        self.pg_down = True
+        stack_cmd("pg-stop", *(["--kill"] if kill else []))
+
+    def pg_start(self) -> None:
+        stack_cmd("pg-start")
+        self.pg_down = False
+
+    def restore(self) -> None:
+        """Bring back whatever this test stopped (idempotent: a running server is reused)."""
+        if self.kafka_down:
+            self.kafka_start()
+        if self.pg_down:
+            self.pg_start()
+
+
+@pytest.fixture(name="servers")
+def servers_fixture(stack: object) -> Iterator[Servers]:
+    """Stop/start the real servers in a test; always restored afterwards."""
+    s = Servers()
+    try:
+        yield s
+    finally:
+        s.restore()
+
+
+# -- agent processes ---------------------------------------------------------------------------
+
+_STATUS = re.compile(r"status (role=\S+.*)$")
+
+
+@dataclass
+class Agent:
+    """One real `metrictui --headless --role ROLE` child process and its log file."""
+
+    pipeline: Pipeline
+    role: str
+    log: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    args: tuple[str, ...] = ()
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Agent:
+        cmd = metrictui_cmd(
+            "--config", str(self.pipeline.config_path), "--headless", "--role", self.role
+        )
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [*cmd, *self.args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **self.extra_env},
+            )
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> tuple[int, float]:
+        """Signal and wait; returns (exit code, seconds it took)."""
+        assert self.proc is not None
+        started = time.monotonic()
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=timeout)
+        return code, time.monotonic() - started
+
+    def kill(self) -> None:
+        if self.running:
+            assert self.proc is not None
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def tail(self, chars: int = 4000) -> str:
+        return self.text()[-chars:]
+
+    def statuses(self) -> list[dict[str, str]]:
+        """Every headless status line so far, as key -> value."""
+        out = []
+        for line in self.text().splitlines():
+            m = _STATUS.search(line)
+            if m:
+                out.append(dict(p.split("=", 1) for p in m.group(1).split() if "=" in p))
+        return out
+
+    def last_status(self) -> dict[str, str]:
+        statuses = self.statuses()
+        return statuses[-1] if statuses else {}
+
+
+@dataclass
+class Agents:
+    """Every agent a test started; all killed at teardown so nothing outlives the test."""
+
+    pipeline: Pipeline
+    dir: Path
+    started: list[Agent] = field(default_factory=list)
+
+    def start(self, role: str, name: str | None = None, **kw: object) -> Agent:
+        log = self.dir / f"{name or role}-{len(self.started)}.log"
+        agent = Agent(self.pipeline, role, log, **kw).start()  # type: ignore[arg-type]
+        self.started.append(agent)
+        return agent
+
+    def kill_all(self) -> None:
+        for agent in self.started:
+            agent.kill()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {a.log.name} ---\n{a.tail()}" for a in self.started)
+
+    def assert_clean(self) -> None:
+        """No agent crashed with a traceback or leaked an unobserved task exception."""
+        for agent in self.started:
+            text = agent.text()
+            for bad in ("Traceback", "exception was never retrieved", "Unclosed"):
+                assert bad not in text, f"{bad!r} in {agent.log.name}:\n{agent.tail(6000)}"
+
+
+@pytest.fixture(name="agents")
+def agents_fixture(pipeline: Pipeline, tmp_path: Path) -> Iterator[Agents]:
+    a = Agents(pipeline, tmp_path / "logs")
+    try:
+        yield a
+    finally:
+        a.kill_all()
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, step: float = 0.5) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(step)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def events_table_ready(p: Pipeline) -> bool:
+    return bool(
+        p.query(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = %s AND tablename = 'events'",
+            (p.schema,),
+        )[0][0]
+    )
+
+
+def stored_count(p: Pipeline) -> int:
+    """Events in PostgreSQL (0 while the schema does not exist yet or PostgreSQL is away)."""
+    try:
+        if not events_table_ready(p):
+            return 0
+        return int(p.query("SELECT count(*) FROM events")[0][0])
+    except Exception:  # PostgreSQL away: nothing to count yet
+        return 0
+
+
+# -- conservation -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Conservation:
+    """What the topics and PostgreSQL held when the check passed."""
+
+    messages: int  # messages on the topics (re-sends included)
+    events: int  # distinct event ids
+    metrics_events: int
+    check_events: int
+    samples: int
+
+
+def topic_events(p: Pipeline) -> dict[str, dict[str, object]]:
+    """Every envelope on the test's two topics, by event id (re-sends collapse)."""
+    values = asyncio.run(read_topic(p.stack.bootstrap, p.metrics_topic))
+    values += asyncio.run(read_topic(p.stack.bootstrap, p.checks_topic))
+    out: dict[str, dict[str, object]] = {}
+    for v in values:
+        doc = orjson.loads(v)
+        out[doc["id"]] = doc
+    out["__messages__"] = {"count": len(values)}
+    return out
+
+
+def assert_conserved(p: Pipeline, *, min_events: int = 1, timeout: float = 60.0) -> Conservation:
+    """Event ids on the topics == event ids in PostgreSQL, each once, with all their rows."""
+    docs = topic_events(p)
+    messages = int(docs.pop("__messages__")["count"])  # type: ignore[call-overload]
+    ids = set(docs)
+    assert len(ids) >= min_events, f"only {len(ids)} events on the topics"
+    wait_for(lambda: stored_count(p) >= len(ids), timeout, f"{len(ids)} events in PostgreSQL")
+    stored = [str(r[0]) for r in p.query("SELECT event_id FROM events")]
+    assert len(stored) == len(set(stored)), "an event id is stored twice"
+    missing, extra = ids - set(stored), set(stored) - ids
+    assert not missing and not extra, f"missing {len(missing)}, unexpected {len(extra)}"
+    checks = [d for d in docs.values() if d["type"] == "check"]
+    metrics = [d for d in docs.values() if d["type"] == "metrics"]
+    rows = p.query("SELECT count(*), count(DISTINCT event_id) FROM checks")[0]
+    assert rows == (len(checks), len(checks)), (rows, len(checks))
+    samples = sum(len(d["payload"]["samples"]) for d in metrics)  # type: ignore[index, arg-type]
+    assert p.query("SELECT count(*) FROM samples")[0][0] == samples
+    return Conservation(messages, len(ids), len(metrics), len(checks), samples)
+
+
+def metrics_gaps(p: Pipeline, agent: str) -> list[float]:
+    """Seconds between consecutive metrics events of `agent` in PostgreSQL, in time order."""
+    rows = p.query(
+        "SELECT observed_at FROM events WHERE kind = 'metrics' AND agent = %s ORDER BY 1",
+        (agent,),
+    )
+    times: list[datetime] = [r[0] for r in rows]
+    return [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
+
+
+def committed_offsets(bootstrap: str, group: str, topics: list[str]) -> dict[tuple[str, int], int]:
+    """The group's committed offsets, read with a plain admin client."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def read() -> dict[tuple[str, int], int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            offsets = await admin.list_consumer_group_offsets(group)
+        finally:
+            await admin.close()
+        return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}
+
+    result = asyncio.run(read())
+    return {k: v for k, v in result.items() if k[0] in topics and v >= 0}
