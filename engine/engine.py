@@ -26,6 +26,7 @@ from engine.errors import UserError
 from engine.metric_state import load_enabled, save_enabled
 from engine.migrate import migrate
 from engine.producer import Shipper
+from engine.retention import retention_loop
 from engine.scheduler import CheckScheduler
 from engine.sink import Sink
 from engine.spool import Spool
@@ -106,6 +107,9 @@ class Engine:
                 self.stats.postgres_state = "down"
                 log.warning("PostgreSQL not reachable at start; will retry")
             self._tasks.append(asyncio.create_task(self.sink.run(), name="sink"))
+            if cfg.postgres.retention_days > 0:  # drop expired daily partitions, hourly
+                loop = retention_loop(cfg, self.stats)
+                self._tasks.append(asyncio.create_task(loop, name="retention"))
         if self.produces:
             spool = Spool(cfg.agent.spool_dir, cfg.agent.spool_max_mb * 1024 * 1024)
             self.shipper = Shipper(cfg.kafka, spool, self.stats, client_id)

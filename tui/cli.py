@@ -64,7 +64,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--target", metavar="NAME", help="only this website target")
     rep.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
+    ret = sub.add_parser(
+        "retention", help="drop daily partitions older than [postgres] retention_days now"
+    )
+    _common(ret, sub=True)
+    ret.add_argument("--dry-run", action="store_true", help="only list what would be dropped")
+    ret.add_argument(
+        "--days",
+        metavar="N",
+        type=_positive_int,
+        help="keep N days instead of [postgres] retention_days (this run only)",
+    )
     return parser
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 36500:
+        raise argparse.ArgumentTypeError(f"expected a number of days 1..36500, got {text!r}")
+    return int(text)
 
 
 def _duration(text: str) -> float:
@@ -129,6 +146,36 @@ async def _report(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _retention(config: Config, args: argparse.Namespace) -> int:
+    import psycopg
+
+    from engine.retention import run_retention_once
+    from engine.sink import postgres_error_line
+
+    dsn = config.postgres.dsn
+    if dsn is None:
+        raise ConfigError(f"{config.source}: [postgres] dsn: required for retention")
+    days = args.days or config.postgres.retention_days
+    schema = config.postgres.schema
+    if days == 0:
+        print(f"schema {schema}: retention is off ([postgres] retention_days = 0); kept everything")
+        return 0
+    try:
+        result = await run_retention_once(dsn.reveal(), schema, days, dry_run=args.dry_run)
+    except psycopg.Error as exc:
+        raise UserError(postgres_error_line(exc) + "; check [postgres] dsn") from None
+    cutoff = f"{result.cutoff:%Y-%m-%d %H:%M} UTC"
+    if result.skipped_locked:
+        raise UserError(f"schema {schema}: another metrictui is applying retention; try later")
+    names = [p.name for p in result.expired] if args.dry_run else result.dropped
+    verb = "would drop" if args.dry_run else "dropped"
+    listed = (": " + ", ".join(names)) if names else ""
+    print(f"schema {schema}: {verb} {len(names)} partitions older than {cutoff}{listed}")
+    if result.busy:
+        raise UserError(f"{', '.join(result.busy)} busy (lock timeout); run again later")
+    return 0
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -149,6 +196,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_migrate(config))
         if args.command == "report":
             return asyncio.run(_report(config, args))
+        if args.command == "retention":
+            return asyncio.run(_retention(config, args))
         role = cast(Role, args.role)
         if args.headless:
             from engine.headless import run_headless
