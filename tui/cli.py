@@ -64,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--target", metavar="NAME", help="only this website target")
     rep.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
+    ini = sub.add_parser("init", help="write a commented config and an example targets file")
+    _common(ini, sub=True)
+    ini.add_argument(
+        "--path",
+        metavar="FILE",
+        help="config file to create (default: $XDG_CONFIG_HOME or ~/.config/metrictui/config.toml)",
+    )
+    ini.add_argument("--force", action="store_true", help="replace existing files")
     ret = sub.add_parser(
         "retention", help="drop daily partitions older than [postgres] retention_days now"
     )
@@ -176,6 +184,18 @@ async def _retention(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _init(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from engine.init_config import default_config_path, next_steps, write_initial_config
+
+    default = default_config_path(os.environ)
+    path = Path(args.path).expanduser() if args.path else default
+    result = write_initial_config(path, force=args.force)
+    sys.stdout.write(next_steps(result, default=result.config_path == default.absolute()))
+    return 0
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -184,6 +204,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             from tui.launch import attach
 
             return attach(args.attach)
+        if args.command == "init":
+            return _init(args)
         config, targets = _load(args)
         _setup_logs(args, config)
         if args.command == "check-config":
