@@ -64,6 +64,8 @@ class Sink:
         self.max_age = timedelta(days=config.consumer.max_event_age_days)
         self._stopping = asyncio.Event()
         self._last_lag_at = 0.0
+        # First offset of the batch waiting for PostgreSQL, per partition (lag counts from it).
+        self._pending: dict[TopicPartition, int] = {}
 
     async def connect_postgres(self) -> None:
         """First connection; wrong credentials raise ConnectError, other failures propagate."""
@@ -155,11 +157,15 @@ class Sink:
                     checks.append(event)
             offsets[tp] = messages[-1].offset + 1  # type: ignore[attr-defined]
         self.stats.consumed.total += count
-        result = await self._write_until_done(metrics, checks, dead)
-        if result is None:
-            return  # stopping: nothing committed, the batch is read again next time
-        self._account(result)
-        await self._commit(offsets)
+        self._pending = {tp: msgs[0].offset for tp, msgs in batch.items() if msgs}  # type: ignore[attr-defined]
+        try:
+            result = await self._write_until_done(metrics, checks, dead)
+            if result is None:
+                return  # stopping: nothing committed, the batch is read again next time
+            self._account(result)
+            await self._commit(offsets)
+        finally:
+            self._pending = {}
 
     async def _write_until_done(
         self,
@@ -186,7 +192,9 @@ class Sink:
                 self.stats.postgres_state = "down"
                 await self.store.close()
                 await self._sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
+                backoff = min(backoff * 2, 5.0)
+                # The operator watches the lag grow while the database is away.
+                await self._update_lag()
             except psycopg.Error as exc:
                 return await self._write_one_by_one(metrics, checks, dead, exc)
         return None
@@ -253,20 +261,37 @@ class Sink:
             self.stats.error("consumer", f"offset commit failed: {type(exc).__name__}")
 
     async def _update_lag(self) -> None:
+        """Lag per partition: end of the log minus the first offset not yet in PostgreSQL.
+
+        While a batch waits for the database, the fetcher is idle and its high-water marks go
+        stale, so the end offsets are asked for (bounded); otherwise they are free.
+        """
         now = time.monotonic()
         if self.consumer is None or now - self._last_lag_at < 1.0:
             return
         self._last_lag_at = now
+        assigned = list(self.consumer.assignment())
+        ends: dict[TopicPartition, int] = {}
+        if self._pending and assigned:
+            try:
+                async with asyncio.timeout(2.0):
+                    ends = await self.consumer.end_offsets(assigned)
+            except (KafkaError, IllegalStateError, TimeoutError):
+                ends = {}
         lag: dict[tuple[str, int], int] = {}
-        for tp in self.consumer.assignment():
-            high = self.consumer.highwater(tp)
+        for tp in assigned:
+            high = ends.get(tp, self.consumer.highwater(tp))
             if high is None:
                 continue
-            try:
-                position = await self.consumer.position(tp)
-            except (KafkaError, IllegalStateError):
-                continue
-            lag[(tp.topic, tp.partition)] = max(0, high - position)
+            if tp in self._pending:
+                done = self._pending[tp]
+            else:
+                try:  # position() waits for an offset reset if there is one pending
+                    async with asyncio.timeout(1.0):
+                        done = await self.consumer.position(tp)
+                except (KafkaError, IllegalStateError, TimeoutError):
+                    continue
+            lag[(tp.topic, tp.partition)] = max(0, high - done)
         self.stats.lag = lag
 
     async def stop(self) -> None:

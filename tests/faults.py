@@ -292,3 +292,100 @@ def committed_offsets(bootstrap: str, group: str, topics: list[str]) -> dict[tup
 
     result = asyncio.run(read())
     return {k: v for k, v in result.items() if k[0] in topics and v >= 0}
+
+
+def partition_messages(p: Pipeline) -> dict[tuple[str, int], list[tuple[int, str | None]]]:
+    """(offset, event id) of every message on the test's topics, per partition."""
+    from aiokafka import AIOKafkaConsumer
+
+    async def read() -> dict[tuple[str, int], list[tuple[int, str | None]]]:
+        consumer = AIOKafkaConsumer(
+            p.metrics_topic,
+            p.checks_topic,
+            bootstrap_servers=p.stack.bootstrap,
+            group_id=None,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        out: dict[tuple[str, int], list[tuple[int, str | None]]] = {}
+        try:
+            async with asyncio.timeout(30):
+                while len(consumer.assignment()) < 2:
+                    await asyncio.sleep(0.1)
+                await asyncio.sleep(0.5)  # both topics' partitions assigned
+                tps = sorted(consumer.assignment())
+                end = await consumer.end_offsets(tps)
+                while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
+                    for tp, msgs in (await consumer.getmany(timeout_ms=500)).items():
+                        for m in msgs:
+                            try:
+                                event_id = orjson.loads(m.value)["id"]
+                            except (orjson.JSONDecodeError, KeyError, TypeError):
+                                event_id = None
+                            out.setdefault((tp.topic, tp.partition), []).append(
+                                (m.offset, event_id)
+                            )
+        finally:
+            await consumer.stop()
+        return out
+
+    return asyncio.run(read())
+
+
+def assert_committed_in_postgres(
+    p: Pipeline, committed: dict[tuple[str, int], int]
+) -> dict[tuple[str, int], int]:
+    """Every message below a committed offset is in PostgreSQL (as an event or a dead letter).
+
+    Returns how many messages per partition that covered.
+    """
+    messages = partition_messages(p)
+    stored = {str(r[0]) for r in p.query("SELECT event_id FROM events")}
+    dead = {
+        (r[0], r[1], r[2]) for r in p.query('SELECT topic, partition, "offset" FROM dead_letters')
+    }
+    covered: dict[tuple[str, int], int] = {}
+    for (topic, partition), upto in committed.items():
+        below = [(o, i) for o, i in messages.get((topic, partition), []) if o < upto]
+        for offset, event_id in below:
+            in_pg = (event_id is not None and event_id in stored) or (
+                (topic, partition, offset) in dead
+            )
+            assert in_pg, (
+                f"offset {offset} of {topic}[{partition}] is committed ({upto})"
+                " but its event is not in PostgreSQL"
+            )
+        covered[(topic, partition)] = len(below)
+    return covered
+
+
+def group_lag(p: Pipeline) -> int:
+    """Messages on the topics beyond the group's committed offsets (what an operator sees)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    topics = [p.metrics_topic, p.checks_topic]
+    committed = committed_offsets(p.stack.bootstrap, p.group_id, topics)
+
+    async def ends() -> dict[tuple[str, int], int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=p.stack.bootstrap)
+        await admin.start()
+        try:
+            described = await admin.describe_topics(topics)
+        finally:
+            await admin.close()
+        tps = [
+            TopicPartition(t["topic"], part["partition"])
+            for t in described
+            for part in t["partitions"]
+        ]
+        consumer = AIOKafkaConsumer(bootstrap_servers=p.stack.bootstrap, group_id=None)
+        await consumer.start()
+        try:
+            end = await consumer.end_offsets(tps)
+        finally:
+            await consumer.stop()
+        return {(tp.topic, tp.partition): off for tp, off in end.items()}
+
+    return sum(off - committed.get(k, 0) for k, off in asyncio.run(ends()).items())
