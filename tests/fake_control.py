@@ -2,14 +2,21 @@
 
 Everything the dashboard shows comes from `FAKE_NOW`-relative values, so screenshots are the
 same on every run. The targets include hostile names and an error message carrying a
-terminal escape (OSC title change), to prove they are rendered literally.
+terminal escape (OSC title change), to prove they are rendered literally. `screen_text`
+reads back what the terminal would show, for assertions.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from textual.app import App
+from textual.pilot import Pilot
 
 from engine.collectors import COLLECTOR_NAMES
 from engine.errors import UserError
@@ -251,3 +258,26 @@ class FakeControl:
 
     async def close(self) -> None:
         self.closed = True
+
+
+def screen_text(app: App[Any]) -> str:
+    """What the terminal would show right now, as plain text lines (for assertions)."""
+    strips = app.screen._compositor.render_strips()
+    return "\n".join("".join(segment.text for segment in strip) for strip in strips)
+
+
+async def settle(pilot: Pilot[Any]) -> None:
+    """Let pending messages and workers (engine calls) finish, then let the screen redraw."""
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def wait_for(pilot: Pilot[Any], predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Poll `predicate` while the app runs (timers tick); True once it holds, False on timeout."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        await pilot.pause(0.05)
+    return True

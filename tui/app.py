@@ -13,6 +13,7 @@ import signal
 from pathlib import Path
 
 from textual.app import App
+from textual.css.query import NoMatches
 from textual.screen import Screen
 
 from engine.control import Control
@@ -58,11 +59,16 @@ class MetricTuiApp(App[int]):
 
     def refresh_snapshot(self) -> None:
         """Pull the newest snapshot and show it, unless a modal screen covers the dashboard."""
-        if self.screen is not self.dashboard:
+        if self.screen is not self.dashboard or not self.dashboard.ready:
             return
         snapshot = self.control.snapshot()
         with self.batch_update():
-            self.dashboard.apply(snapshot)
+            try:
+                self.dashboard.apply(snapshot)
+            except NoMatches:
+                # Only while the app shuts down: the dashboard's widgets are already removed
+                # and there is nothing left to draw on.
+                return
 
     def _install_hangup_handler(self) -> None:
         """Exit (so the engine can flush) when the terminal goes away, e.g. an SSH drop."""

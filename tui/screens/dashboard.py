@@ -67,6 +67,8 @@ class DashboardScreen(Screen[None]):
         self._base_dir = base_dir
         self._snapshot: StatsSnapshot | None = None
         self._status: str | None = None
+        self.ready = False
+        """True between mount and unmount: only then are there widgets to update."""
 
     def compose(self) -> ComposeResult:
         yield HeaderBar(self._control.description, id="header")
@@ -79,8 +81,12 @@ class DashboardScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.ready = True
         self.query_one(TargetsTable).focus()
         self.apply(self._control.snapshot())
+
+    def on_unmount(self) -> None:
+        self.ready = False
 
     # --- rendering ---------------------------------------------------------------------
 

@@ -140,5 +140,6 @@ class TargetDetailScreen(ModalScreen[None]):
             now, _ = self._now_and_status()
             self.query_one("#detail-chart", LatencyChart).set_series(history.latency_series)
             summary.update(summary_text(history, now))
-        finally:
-            body.loading = False
+        # Not in `finally`: when the screen closes mid-query the worker is cancelled and the
+        # widgets are gone.
+        body.loading = False
