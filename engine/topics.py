@@ -7,10 +7,10 @@ import asyncio
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     ClusterAuthorizationFailedError,
-    KafkaError,
     PolicyViolationError,
     TopicAlreadyExistsError,
     TopicAuthorizationFailedError,
+    for_code,
 )
 
 from engine.config import KafkaConfig
@@ -47,22 +47,21 @@ async def ensure_topics(cfg: KafkaConfig, timeout: float = 20.0) -> list[str]:
                 return []
             except _FORBIDDEN as exc:
                 raise _forbidden(missing, cfg, exc) from None
-            for topic, code, *_ in getattr(response, "topic_errors", []) or []:
+            for topic, code, *rest in getattr(response, "topic_errors", []) or []:
                 if code in (0, TopicAlreadyExistsError.errno):
                     continue
-                error = KafkaError(f"error code {code}")
-                for cls in _FORBIDDEN:
-                    if code == cls.errno:
-                        error = cls()
-                raise _forbidden([topic], cfg, error)
+                detail = rest[0] if rest and isinstance(rest[0], str) else ""
+                raise _forbidden([topic], cfg, for_code(code)(detail))
             return missing
         finally:
             await admin.close()
 
 
 def _forbidden(topics: list[str], cfg: KafkaConfig, exc: Exception) -> UserError:
+    detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+    why = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
     return UserError(
-        f"Kafka refused to create topic(s) {', '.join(topics)} ({type(exc).__name__}): create"
-        f" them with {cfg.partitions} partitions in your Kafka console, or grant the create"
-        " permission; then start again"
+        f"Kafka refused to create topic(s) {', '.join(topics)} ({why}): create them in your"
+        f" Kafka console ({cfg.partitions} partitions), or fix [kafka] partitions /"
+        " replication_factor, or grant the create permission; then start again"
     )

@@ -283,3 +283,31 @@ def test_malformed_messages_go_to_dead_letters_and_good_events_keep_flowing(
     reasons = {r[0].split(":")[0] for r in dead}
     assert {"not_json", "unknown_version", "missing_field", "bad_timestamp"} <= reasons
     assert "timestamp_out_of_range" in reasons and "empty_message" in reasons
+
+
+def _headless_fails(p: Pipeline, role: str = "producer") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        metrictui_cmd("--config", str(p.config_path), "--headless", "--role", role),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_topic_creation_refused_by_the_cluster_is_one_clear_line(pipeline: Pipeline) -> None:
+    pipeline.write_config(kafka={"replication_factor": 3})  # the local cluster has one broker
+    proc = _headless_fails(pipeline)
+    assert proc.returncode == 1, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("metrictui: Kafka refused to create topic(s)")
+    assert "InvalidReplicationFactor" in last and pipeline.metrics_topic in last
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_topics_with_create_topics_off_is_one_clear_line(pipeline: Pipeline) -> None:
+    pipeline.write_config(kafka={"create_topics": False})
+    proc = _headless_fails(pipeline, "consumer")
+    assert proc.returncode == 1, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "do not exist" in last and "create_topics" in last
+    assert "Traceback" not in proc.stderr
