@@ -16,7 +16,12 @@ from rich.text import Text
 _UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 
+_NAMED = {"\n": "\\n", "\r": "\\r"}
+
+
 def _escape(ch: str) -> str:
+    if ch in _NAMED:
+        return _NAMED[ch]
     code = ord(ch)
     if code <= 0xFF:
         return f"\\x{code:02x}"
