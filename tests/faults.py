@@ -100,12 +100,14 @@ class Agent:
     log: Path
     extra_env: dict[str, str] = field(default_factory=dict)
     args: tuple[str, ...] = ()
+    program: tuple[str, ...] = ()  # instead of the metrictui console script
+    config: Path | None = None  # instead of the pipeline's metrictui.toml
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Agent:
-        cmd = metrictui_cmd(
-            "--config", str(self.pipeline.config_path), "--headless", "--role", self.role
-        )
+        config = self.config or self.pipeline.config_path
+        args = ("--config", str(config), "--headless", "--role", self.role)
+        cmd = [*self.program, *args] if self.program else metrictui_cmd(*args)
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
@@ -191,6 +193,19 @@ def agents_fixture(pipeline: Pipeline, tmp_path: Path) -> Iterator[Agents]:
         yield a
     finally:
         a.kill_all()
+
+
+def config_variant(p: Pipeline, name: str, **sections: dict[str, object]) -> Path:
+    """A second config file for one agent (the pipeline's own metrictui.toml is unchanged)."""
+    original = p.config_path.read_bytes()
+    try:
+        p.write_config(**sections)  # type: ignore[arg-type]
+        variant = p.dir / name
+        variant.write_bytes(p.config_path.read_bytes())
+        variant.chmod(0o600)
+    finally:
+        p.config_path.write_bytes(original)
+    return variant
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, step: float = 0.5) -> None:
@@ -389,3 +404,63 @@ def group_lag(p: Pipeline) -> int:
         return {(tp.topic, tp.partition): off for tp, off in end.items()}
 
     return sum(off - committed.get(k, 0) for k, off in asyncio.run(ends()).items())
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def scrape(port: int) -> dict[str, float]:
+    """Unlabelled samples of a headless engine's /metrics (name -> value)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#") and "{" not in line:
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+# A real consumer process that SIGKILLs itself at a chosen point of the sink's batch cycle:
+# "before-db-commit" dies inside the PostgreSQL transaction (rows inserted, not committed),
+# "after-db-commit" dies once the transaction committed but before the Kafka offset commit.
+# The kill comes on the batch after FAULT_CRASH_AFTER good batches.
+CRASHING_CONSUMER = """
+import os, signal, sys
+from engine import sink, store
+
+point = os.environ["FAULT_CRASH_POINT"]
+after = int(os.environ["FAULT_CRASH_AFTER"])
+calls = [0]
+
+def wrap(cls, name, kill_before):
+    original = getattr(cls, name)
+    async def wrapper(self, *args, **kwargs):
+        calls[0] += 1
+        doomed = calls[0] > after
+        if doomed and kill_before:
+            os.kill(os.getpid(), signal.SIGKILL)
+        result = await original(self, *args, **kwargs)
+        if doomed:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return result
+    setattr(cls, name, wrapper)
+
+if point == "before-db-commit":
+    wrap(store.Store, "_claim_events", kill_before=False)  # inside the batch transaction
+elif point == "after-db-commit":
+    wrap(sink.Sink, "_commit", kill_before=True)  # write_batch has returned: committed
+else:
+    raise SystemExit(f"unknown crash point {point}")
+
+from tui.cli import main
+sys.argv = ["metrictui", *sys.argv[1:]]
+main()
+"""
