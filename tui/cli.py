@@ -18,7 +18,7 @@ from engine import __version__
 from engine.config import Config, load_config, resolve_config_path
 from engine.engine import ROLES, Role
 from engine.errors import ConfigError, UserError
-from engine.logs import setup_logging
+from engine.logs import JsonFormatter, setup_logging
 from engine.targets import Target, load_targets
 
 
@@ -102,12 +102,26 @@ def _duration(text: str) -> float:
 
 
 def _load(args: argparse.Namespace) -> tuple[Config, list[Target]]:
-    """Config and targets, both validated before anything connects."""
+    """Config and targets, both validated before anything connects; logging set up between."""
     path = resolve_config_path(args.config, os.environ)
     config = load_config(path, os.environ)
+    _setup_logs(args, config)
     for warning in config.warnings:
-        print(f"metrictui: warning: {warning}", file=sys.stderr)
+        _tell(logging.WARNING, warning)
     return config, load_targets(config.targets_file)
+
+
+def _tell(level: int, text: str) -> None:
+    """A message for the operator on stderr: a JSON log line when logs are JSON, else plain.
+
+    With `--log-format json` a log shipper reads stderr, so even the final error must be one
+    JSON object; on a terminal it stays a plain `metrictui: ...` line.
+    """
+    if any(isinstance(h.formatter, JsonFormatter) for h in logging.getLogger().handlers):
+        logging.getLogger("metrictui").log(level, "%s", text)
+    else:
+        prefix = "warning: " if level == logging.WARNING else ""
+        print(f"metrictui: {prefix}{text}", file=sys.stderr)
 
 
 def _setup_logs(args: argparse.Namespace, config: Config | None) -> None:
@@ -206,8 +220,9 @@ def run(argv: Sequence[str] | None = None) -> int:
             return attach(args.attach)
         if args.command == "init":
             return _init(args)
+        if args.log_format == "json":  # so that even a config error is a JSON line
+            setup_logging("json", args.log_level or "info")
         config, targets = _load(args)
-        _setup_logs(args, config)
         if args.command == "check-config":
             print(
                 f"{config.source}: ok ({len(targets)} targets in {config.targets_file},"
@@ -229,7 +244,7 @@ def run(argv: Sequence[str] | None = None) -> int:
 
         return launch(config, role)
     except UserError as exc:
-        print(f"metrictui: {exc}", file=sys.stderr)
+        _tell(logging.ERROR, str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
