@@ -82,11 +82,17 @@ class MetricTuiApp(App[int]):
         self.exit(0)
 
 
+def exit_code(app: MetricTuiApp, result: int | None) -> int:
+    """The process exit code: non-zero if the app crashed, else what it exited with (0)."""
+    if app.return_code:
+        return app.return_code
+    return 0 if result is None else result
+
+
 def run_tui(control: Control, *, refresh_hz: float, targets_file_hint: str | None = None) -> int:
     """Run the dashboard in this thread until the user quits; returns the exit code (0)."""
     app = MetricTuiApp(control, refresh_hz=refresh_hz, targets_file_hint=targets_file_hint)
-    code = app.run()
-    return 0 if code is None else code
+    return exit_code(app, app.run())
 
 
 async def run_tui_async(
@@ -94,5 +100,4 @@ async def run_tui_async(
 ) -> int:
     """Like `run_tui`, on the running event loop (for an in-process engine on the same loop)."""
     app = MetricTuiApp(control, refresh_hz=refresh_hz, targets_file_hint=targets_file_hint)
-    code = await app.run_async()
-    return 0 if code is None else code
+    return exit_code(app, await app.run_async())
