@@ -51,7 +51,7 @@ def launch(config: Config, role: Role) -> int:
 
 async def _run_local(config: Config, role: Role, path: Path | None) -> int:
     """Show the dashboard at once and start the engine behind it (the network may be slow)."""
-    from tui.app import MetricTuiApp
+    from tui.app import MetricTuiApp, exit_code
 
     engine = Engine(config, role)
     # Logs would scribble over the dashboard: errors reach the errors pane through stats.
@@ -84,10 +84,13 @@ async def _run_local(config: Config, role: Role, path: Path | None) -> int:
             starter.cancel()
         for srv in server:
             await srv.close()
+        print(
+            "metrictui: stopping: flushing the producer and committing the sink…", file=sys.stderr
+        )
         await engine.stop(timeout=9)
     if failure:
         raise failure[0]
-    return 0 if code is None else code
+    return exit_code(app, code)
 
 
 async def _attach(path: Path, refresh_hz: float) -> int:
