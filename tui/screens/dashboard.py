@@ -93,7 +93,9 @@ class DashboardScreen(Screen[None]):
     def apply(self, snapshot: StatsSnapshot | None) -> None:
         """Show `snapshot`; every widget compares with what it shows and redraws only changes."""
         self._snapshot = snapshot
-        self.query_one(HeaderBar).show(snapshot, status=self._status)
+        self.query_one(HeaderBar).show(
+            snapshot, status=self._status, description=self._control.description
+        )
         if snapshot is None:
             return
         self.query_one(PipelinePane).apply(snapshot)

@@ -28,8 +28,19 @@ class HeaderBar(Static):
         self._description = description
         self._shown: Text | None = None
 
-    def show(self, snapshot: StatsSnapshot | None, *, status: str | None = None) -> None:
-        """Redraw only when the line actually changes."""
+    def show(
+        self,
+        snapshot: StatsSnapshot | None,
+        *,
+        status: str | None = None,
+        description: str | None = None,
+    ) -> None:
+        """Redraw only when the line actually changes.
+
+        `description` can change while running (an attached engine that went away says so).
+        """
+        if description is not None:
+            self._description = description
         text = Text.assemble(("metrictui", "bold"), " · ", safe_text(self._description))
         if snapshot is None:
             text.append(" · waiting for the engine…", style="italic")
