@@ -8,9 +8,10 @@ commits Kafka offsets only after `write_batch` returned (the transaction is comm
 
 from __future__ import annotations
 
+import struct
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -22,6 +23,32 @@ from engine.envelope import CHECK_FIELDS, CheckEvent, MetricsEvent
 
 _PARTITIONED = ("events", "samples", "checks")
 _PARTITION_LOCK = 0x6D747570
+
+# Binary COPY of samples is built here rather than row by row through psycopg (`write_row`
+# costs several microseconds a row, a million rows a batch-second matter): the stream is the
+# signature, then per row the field count and (length, value) of ts, series_id and value.
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_COPY_TRAILER = b"\xff\xff"
+_SAMPLE_ROW = struct.Struct("!hiqiqid")
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def pg_micros(ts: datetime) -> int:
+    """Microseconds since 2000-01-01 UTC, PostgreSQL's binary timestamptz (aware `ts`)."""
+    delta = ts - _PG_EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def first_of_each(events: Iterable[Any], ids: set[uuid.UUID]) -> list[Any]:
+    """Events whose id is in `ids`, each id once: an event repeated within one batch (a spool
+    re-send next to the original) is claimed once, so its rows must be copied once."""
+    left = set(ids)
+    out = []
+    for e in events:
+        if e.event_id in left:
+            left.discard(e.event_id)
+            out.append(e)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,16 +173,14 @@ class Store:
         events: list[MetricsEvent | CheckEvent] = [*metrics, *checks]
         if events:
             await self.ensure_partitions({e.observed_at.astimezone(UTC).date() for e in events})
-            await self.resolve_series(
-                (e.agent, e.host, s[0], s[1], s[3]) for e in metrics for s in e.samples
-            )
+        sample_rows = await self._sample_rows(metrics) if metrics else {}
         async with self.conn.transaction():
             new_ids = await self._claim_events(events) if events else set()
             result.duplicates = len(events) - len(new_ids)
-            fresh_metrics = [e for e in metrics if e.event_id in new_ids]
-            fresh_checks = [e for e in checks if e.event_id in new_ids]
+            fresh_metrics: list[MetricsEvent] = first_of_each(metrics, new_ids)
+            fresh_checks: list[CheckEvent] = first_of_each(checks, new_ids)
             if fresh_metrics:
-                result.rows += await self._copy_samples(fresh_metrics)
+                result.rows += await self._copy_samples(fresh_metrics, sample_rows)
             if fresh_checks:
                 result.rows += await self._copy_checks(fresh_checks)
             if dead:
@@ -168,11 +193,13 @@ class Store:
         return result
 
     async def _claim_events(self, events: Sequence[MetricsEvent | CheckEvent]) -> set[uuid.UUID]:
+        """Ids of the events not stored before. Binary parameters (%b): a quarter of the CPU
+        and half the time of text ones for a batch of thousands of uuids and timestamps."""
         assert self.conn is not None
         cur = await self.conn.execute(
             sql.SQL(
                 "INSERT INTO {} (event_id, observed_at, kind, agent)"
-                " SELECT * FROM unnest(%s::uuid[], %s::timestamptz[], %s::text[], %s::text[])"
+                " SELECT * FROM unnest(%b::uuid[], %b::timestamptz[], %b::text[], %b::text[])"
                 " ON CONFLICT DO NOTHING RETURNING event_id"
             ).format(self._t("events")),
             (
@@ -184,22 +211,47 @@ class Store:
         )
         return {row[0] for row in await cur.fetchall()}
 
-    async def _copy_samples(self, events: Sequence[MetricsEvent]) -> int:
+    async def _sample_rows(self, events: Sequence[MetricsEvent]) -> dict[uuid.UUID, bytes]:
+        """Each event's samples as binary COPY rows, built before the batch transaction:
+        series that are not cached yet are resolved (and committed) first."""
+        rows: dict[uuid.UUID, bytes] = {}
+        unknown: list[MetricsEvent] = []
+        for e in events:
+            if e.event_id in rows:
+                continue  # the first of a repeated event is the one copied (first_of_each)
+            try:
+                rows[e.event_id] = self._encode_samples(e)
+            except KeyError:
+                unknown.append(e)
+        if unknown:
+            await self.resolve_series(
+                (e.agent, e.host, s[0], s[1], s[3]) for e in unknown for s in e.samples
+            )
+            for e in unknown:
+                rows.setdefault(e.event_id, self._encode_samples(e))
+        return rows
+
+    def _encode_samples(self, e: MetricsEvent) -> bytes:
+        """Binary COPY rows (ts, series_id, value) of one event; KeyError for an unknown series."""
+        series, pack = self._series, _SAMPLE_ROW.pack
+        ts, agent, host = pg_micros(e.observed_at), e.agent, e.host
+        return b"".join(
+            [
+                pack(3, 8, ts, 8, series[(agent, host, metric, labels, unit)], 8, value)
+                for metric, labels, value, unit in e.samples
+            ]
+        )
+
+    async def _copy_samples(
+        self, events: Sequence[MetricsEvent], rows: Mapping[uuid.UUID, bytes]
+    ) -> int:
         assert self.conn is not None
-        series = self._series
-        rows = 0
+        data = b"".join([_COPY_SIGNATURE, *(rows[e.event_id] for e in events), _COPY_TRAILER])
         async with self.conn.cursor() as cur:
             copy_sql = sql.SQL("COPY {} (ts, series_id, value) FROM STDIN (FORMAT BINARY)")
             async with cur.copy(copy_sql.format(self._t("samples"))) as copy:
-                copy.set_types(["timestamptz", "int8", "float8"])
-                for e in events:
-                    ts, agent, host = e.observed_at, e.agent, e.host
-                    for metric, labels, value, unit in e.samples:
-                        await copy.write_row(
-                            (ts, series[(agent, host, metric, labels, unit)], value)
-                        )
-                    rows += len(e.samples)
-        return rows
+                await copy.write(data)
+        return sum(len(e.samples) for e in events)
 
     async def _copy_checks(self, events: Sequence[CheckEvent]) -> int:
         assert self.conn is not None

@@ -1,0 +1,119 @@
+"""The sink's fast paths give exactly what the careful paths give.
+
+The metrics decoder checks whole columns at once, and the store builds binary COPY rows itself;
+both are judged against the plain per-sample loop and against what PostgreSQL reads back.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import orjson
+import pytest
+from conftest import Pipeline
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.envelope import Invalid, MetricsEvent, _samples, _samples_at_once, decode_event
+from engine.migrate import migrate
+from engine.store import Store
+
+names = st.text(min_size=1, max_size=12).filter(lambda s: "\x00" not in s)
+labels = st.dictionaries(names, names, max_size=3)
+values = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False), st.integers(-(2**53), 2**53)
+)
+sample = st.tuples(names, labels, values, st.text(max_size=6).filter(lambda s: "\x00" not in s))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(sample.map(list), max_size=20))
+def test_samples_at_once_equals_the_per_sample_loop(items: list[list[Any]]) -> None:
+    assert _samples_at_once(items) == _samples({"samples": items}, False)
+
+
+BAD_SAMPLES: dict[str, list[Any]] = {
+    "not a list": [("m", {}, 1.0, "")],
+    "three fields": [["m", {}, 1.0]],
+    "empty metric": [["", {}, 1.0, ""]],
+    "long metric": [["m" * 201, {}, 1.0, ""]],
+    "labels list": [["m", [], 1.0, ""]],
+    "label value number": [["m", {"a": 1}, 1.0, ""]],
+    "bool value": [["m", {}, True, ""]],
+    "string value": [["m", {}, "1", ""]],
+    "null unit": [["m", {}, 1.0, None]],
+    "long unit": [["m", {}, 1.0, "u" * 41]],
+    "infinite": [["m", {}, math.inf, ""]],
+    "one bad among good": [["m", {}, 1.0, ""], ["m", {}, None, ""]],
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SAMPLES))
+def test_samples_at_once_leaves_every_bad_sample_to_the_loop(case: str) -> None:
+    items = BAD_SAMPLES[case]
+    assert _samples_at_once(items) is None
+    with pytest.raises(Invalid):
+        _samples({"samples": items}, False)
+
+
+def test_a_nul_escape_takes_the_careful_path_and_is_rejected() -> None:
+    now = datetime.now(UTC)
+    doc = {
+        "v": "1.0",
+        "id": str(uuid.uuid4()),
+        "type": "metrics",
+        "agent": "a",
+        "host": "h",
+        "observed_at": now.isoformat(),
+        "payload": {"samples": [["m", {"dev": "sd\x00a"}, 1.0, ""]]},
+    }
+    with pytest.raises(Invalid, match="nul_character"):
+        decode_event(orjson.dumps(doc), now=now, max_age=timedelta(days=1))
+
+
+def _event(at: datetime, samples: list[tuple[str, str, float, str]]) -> MetricsEvent:
+    return MetricsEvent(uuid.uuid4(), "agent-1", "host-1", at, samples)
+
+
+async def test_binary_copy_rows_read_back_exactly(pipeline: Pipeline) -> None:
+    await migrate(pipeline.stack.dsn, pipeline.schema)
+    store = Store(pipeline.stack.dsn, pipeline.schema)
+    await store.connect()
+    at = datetime.now(timezone(timedelta(hours=5, minutes=30))).replace(microsecond=123457)
+    samples = [
+        ("cpu.percent", '{"cpu":"total"}', 12.5, "%"),
+        ("net.recv_bytes_total", '{"interface":"eth0"}', 2**53, "bytes"),
+        ("temp", "{}", -0.1, "C"),
+        ("tiny", "{}", 5e-324, ""),
+        ("huge", "{}", 1.7976931348623157e308, ""),
+    ]
+    try:
+        result = await store.write_batch([_event(at, samples)], [], [])
+        later = _event(at + timedelta(days=-1, microseconds=1), samples[:1])
+        result2 = await store.write_batch([later], [], [])
+    finally:
+        await store.close()
+    assert (result.rows, result2.rows) == (5, 1)
+    rows = pipeline.query("SELECT ts, metric, labels::text, value, unit FROM samples_v")
+    got = sorted((r[0], r[1], orjson.dumps(orjson.loads(r[2])).decode(), r[3], r[4]) for r in rows)
+    want = sorted(
+        [(at, m, lab, float(v), u) for m, lab, v, u in samples]
+        + [(later.observed_at, *samples[0][:2], 12.5, "%")]
+    )
+    assert got == want
+
+
+async def test_an_event_repeated_within_one_batch_is_stored_once(pipeline: Pipeline) -> None:
+    await migrate(pipeline.stack.dsn, pipeline.schema)
+    store = Store(pipeline.stack.dsn, pipeline.schema)
+    await store.connect()
+    event = _event(datetime.now(UTC), [("load.1m", "{}", 0.5, ""), ("load.5m", "{}", 0.7, "")])
+    try:
+        result = await store.write_batch([event, event], [], [])
+    finally:
+        await store.close()
+    assert (result.events, result.duplicates, result.rows) == (1, 1, 2)
+    assert pipeline.query("SELECT count(*) FROM samples_v") == [(2,)]
