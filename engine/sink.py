@@ -5,6 +5,10 @@ a partition never stalls on a poison message) -> one PostgreSQL transaction (eng
 -> commit the Kafka offsets. If PostgreSQL is away, the same batch is retried with backoff and
 no offset moves; lag grows and drains later. If the database rejects a batch for its content,
 it is written event by event and the rejected events are dead-lettered with the SQL state.
+
+Pipelined one deep: while one batch is written (this process waits on PostgreSQL), the next is
+fetched and decoded, so Python and PostgreSQL work at the same time. Writes and offset commits
+still happen one batch at a time, in order.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -49,6 +54,28 @@ def is_fatal_postgres_error(exc: psycopg.Error) -> bool:
     return "password authentication failed" in text or "certificate" in text
 
 
+@dataclass(slots=True)
+class _Batch:
+    """One decoded Kafka batch on its way to PostgreSQL."""
+
+    metrics: list[MetricsEvent]
+    checks: list[CheckEvent]
+    dead: list[DeadLetter]
+    offsets: dict[TopicPartition, int]
+    """Offsets to commit once the rows are in (last offset + 1, per partition)."""
+    first: dict[TopicPartition, int]
+    """First offset per partition: lag counts from here until the batch is written."""
+
+
+def _oldest_first(batches: list[dict[TopicPartition, int]]) -> dict[TopicPartition, int]:
+    """Per partition, the first offset of the oldest batch not yet in PostgreSQL."""
+    pending: dict[TopicPartition, int] = {}
+    for first in batches:
+        for tp, offset in first.items():
+            pending.setdefault(tp, offset)
+    return pending
+
+
 class Sink:
     """Owns the Kafka consumer and the store; `run()` is the engine's consumer task."""
 
@@ -66,6 +93,7 @@ class Sink:
         self._last_lag_at = 0.0
         # First offset of the batch waiting for PostgreSQL, per partition (lag counts from it).
         self._pending: dict[TopicPartition, int] = {}
+        self._unwritten: list[dict[TopicPartition, int]] = []  # `_Batch.first`s, oldest first
 
     async def connect_postgres(self) -> None:
         """First connection; wrong credentials raise ConnectError, other failures propagate."""
@@ -120,22 +148,37 @@ class Sink:
         """Consume until `stop()`; each batch is in PostgreSQL before its offsets commit."""
         await self._start_consumer()
         flush_ms = self.config.consumer.flush_ms
-        while not self._stopping.is_set() and self.consumer is not None:
-            try:
-                batch = await self.consumer.getmany(
-                    timeout_ms=flush_ms, max_records=self.config.consumer.batch_max
-                )
-            except KafkaError as exc:
-                self.stats.kafka_state = "down"
-                self.stats.error("consumer", f"Kafka fetch failed: {type(exc).__name__}")
-                await self._sleep(1.0)
-                continue
-            self.stats.kafka_state = "connected"
-            if batch:
-                await self._handle(batch)
-            await self._update_lag()
+        writing: asyncio.Task[None] | None = None  # the batch in PostgreSQL's hands
+        try:
+            while not self._stopping.is_set() and self.consumer is not None:
+                try:
+                    batch = await self.consumer.getmany(
+                        timeout_ms=flush_ms, max_records=self.config.consumer.batch_max
+                    )
+                except KafkaError as exc:
+                    self.stats.kafka_state = "down"
+                    self.stats.error("consumer", f"Kafka fetch failed: {type(exc).__name__}")
+                    await self._sleep(1.0)
+                    continue
+                self.stats.kafka_state = "connected"
+                if batch:
+                    decoded = self._decode(batch)  # while the previous batch is written
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.create_task(self._store(decoded), name="sink-write")
+                elif writing is not None and writing.done():
+                    done, writing = writing, None
+                    await done  # raises what the write raised
+                await self._update_lag()
+            if writing is not None:
+                await writing
+        finally:
+            if writing is not None and not writing.done():
+                writing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writing
 
-    async def _handle(self, batch: dict[TopicPartition, list[object]]) -> None:
+    def _decode(self, batch: dict[TopicPartition, list[object]]) -> _Batch:
         now = datetime.now(UTC)
         metrics: list[MetricsEvent] = []
         checks: list[CheckEvent] = []
@@ -157,15 +200,22 @@ class Sink:
                     checks.append(event)
             offsets[tp] = messages[-1].offset + 1  # type: ignore[attr-defined]
         self.stats.consumed.total += count
-        self._pending = {tp: msgs[0].offset for tp, msgs in batch.items() if msgs}  # type: ignore[attr-defined]
+        first = {tp: msgs[0].offset for tp, msgs in batch.items() if msgs}  # type: ignore[attr-defined]
+        self._unwritten.append(first)
+        self._pending = _oldest_first(self._unwritten)
+        return _Batch(metrics, checks, dead, offsets, first)
+
+    async def _store(self, batch: _Batch) -> None:
+        """Write one decoded batch, then commit its offsets (never before its rows are in)."""
         try:
-            result = await self._write_until_done(metrics, checks, dead)
+            result = await self._write_until_done(batch.metrics, batch.checks, batch.dead)
             if result is None:
                 return  # stopping: nothing committed, the batch is read again next time
             self._account(result)
-            await self._commit(offsets)
+            await self._commit(batch.offsets)
         finally:
-            self._pending = {}
+            self._unwritten = [f for f in self._unwritten if f is not batch.first]
+            self._pending = _oldest_first(self._unwritten)
 
     async def _write_until_done(
         self,

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from itertools import repeat
 from typing import Any
 
 import psycopg
@@ -232,15 +233,16 @@ class Store:
         return rows
 
     def _encode_samples(self, e: MetricsEvent) -> bytes:
-        """Binary COPY rows (ts, series_id, value) of one event; KeyError for an unknown series."""
-        series, pack = self._series, _SAMPLE_ROW.pack
-        ts, agent, host = pg_micros(e.observed_at), e.agent, e.host
-        return b"".join(
-            [
-                pack(3, 8, ts, 8, series[(agent, host, metric, labels, unit)], 8, value)
-                for metric, labels, value, unit in e.samples
-            ]
-        )
+        """Binary COPY rows (ts, series_id, value) of one event; KeyError for an unknown series.
+
+        Column-wise with `map`/`zip`, so no Python bytecode runs per row."""
+        if not e.samples:
+            return b""
+        metrics, labels, values, units = zip(*e.samples, strict=True)
+        keys = zip(repeat(e.agent), repeat(e.host), metrics, labels, units)
+        ids = list(map(self._series.__getitem__, keys))
+        eight, ts = repeat(8), repeat(pg_micros(e.observed_at))
+        return b"".join(map(_SAMPLE_ROW.pack, repeat(3), eight, ts, eight, ids, eight, values))
 
     async def _copy_samples(
         self, events: Sequence[MetricsEvent], rows: Mapping[uuid.UUID, bytes]

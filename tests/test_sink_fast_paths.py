@@ -17,15 +17,21 @@ from conftest import Pipeline
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.envelope import Invalid, MetricsEvent, _samples, _samples_at_once, decode_event
+from engine.collectors import COLLECTOR_NAMES, HostCollector
+from engine.envelope import (
+    Invalid,
+    MetricsEvent,
+    _samples,
+    _samples_at_once,
+    decode_event,
+    metrics_payload,
+)
 from engine.migrate import migrate
 from engine.store import Store
 
 names = st.text(min_size=1, max_size=12).filter(lambda s: "\x00" not in s)
 labels = st.dictionaries(names, names, max_size=3)
-values = st.one_of(
-    st.floats(allow_nan=False, allow_infinity=False), st.integers(-(2**53), 2**53)
-)
+values = st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(-(2**53), 2**53))
 sample = st.tuples(names, labels, values, st.text(max_size=6).filter(lambda s: "\x00" not in s))
 
 
@@ -33,6 +39,13 @@ sample = st.tuples(names, labels, values, st.text(max_size=6).filter(lambda s: "
 @given(st.lists(sample.map(list), max_size=20))
 def test_samples_at_once_equals_the_per_sample_loop(items: list[list[Any]]) -> None:
     assert _samples_at_once(items) == _samples({"samples": items}, False)
+
+
+def test_a_real_collection_takes_the_fast_path() -> None:
+    collector = HostCollector(COLLECTOR_NAMES)
+    collector.collect()
+    items = orjson.loads(orjson.dumps(metrics_payload(collector.collect())))["samples"]
+    assert items and _samples_at_once(items) == _samples({"samples": items}, False)
 
 
 BAD_SAMPLES: dict[str, list[Any]] = {
