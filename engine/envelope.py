@@ -254,49 +254,60 @@ def _samples(payload: Mapping[str, Any], nul_free: bool) -> list[tuple[str, str,
 
 
 _NUMBER_TYPES = frozenset({float, int})
-_LABELS_CACHE: dict[bytes, tuple[str, ...]] = {}
-_LABELS_CACHE_MAX = 2048
-
-
-def _canonical_labels(labels: tuple[dict[str, str], ...]) -> tuple[str, ...]:
-    """Canonical JSON (sorted keys) of each labels object of one event.
-
-    An agent sends the same labels tick after tick, so the answer is cached under the exact
-    JSON of all of them: one orjson call per event instead of one per sample. The cache is
-    bounded (emptied when full); a miss only costs the per-sample calls.
-    """
-    key = orjson.dumps(labels)
-    found = _LABELS_CACHE.get(key)
-    if found is None:
-        if len(_LABELS_CACHE) >= _LABELS_CACHE_MAX:
-            _LABELS_CACHE.clear()
-        sort = repeat(orjson.OPT_SORT_KEYS)
-        found = tuple(map(bytes.decode, map(orjson.dumps, labels, repeat(None), sort)))
-        _LABELS_CACHE[key] = found
-    return found
+_SHAPES: dict[bytes, tuple[str, ...]] = {}
+_SHAPES_MAX = 2048
 
 
 def _samples_at_once(items: list[Any]) -> list[tuple[str, str, float, str]] | None:
     """The same checks as the loop in `_samples`, column by column in C (`map`, `zip`, `set`),
-    for the sink's hot path: about four times faster on real metrics events. None if anything
-    is off; the loop then finds the problem and names it. Callers rule out NUL characters."""
+    for the sink's hot path: several times faster on real metrics events. None if anything is
+    off; the loop then finds the problem and names it. Callers rule out NUL characters."""
     if not items:
         return []
     if set(map(type, items)) != {list} or set(map(len, items)) != {4}:
         return None
     metrics, labels, values, units = zip(*items, strict=True)
+    if not set(map(type, values)) <= _NUMBER_TYPES or not all(map(math.isfinite, values)):
+        return None
+    canonical = _canonical_labels(metrics, labels, units)
+    if canonical is None:
+        return None
+    return list(zip(metrics, canonical, values, units, strict=True))
+
+
+def _canonical_labels(
+    metrics: tuple[Any, ...], labels: tuple[Any, ...], units: tuple[Any, ...]
+) -> tuple[str, ...] | None:
+    """Canonical JSON (sorted keys) of each labels object, or None if a metric, labels object
+    or unit is not valid.
+
+    An agent sends the same series tick after tick, only the values change: the answer is
+    cached under the exact JSON of the metrics, labels and units (one orjson call per event
+    instead of one per sample), and a hit means they were all checked before. Bounded: the
+    cache is emptied when full, and a miss only costs the checks and per-sample calls.
+    """
+    try:
+        key = orjson.dumps((metrics, labels, units))
+    except TypeError:
+        return None
+    found = _SHAPES.get(key)
+    if found is not None:
+        return found
     if set(map(type, metrics)) != {str} or set(map(type, units)) != {str}:
         return None
-    if set(map(type, labels)) != {dict} or not set(map(type, values)) <= _NUMBER_TYPES:
+    if set(map(type, labels)) != {dict}:
         return None
     if not set(map(type, chain.from_iterable(map(dict.values, labels)))) <= {str}:
         return None  # (JSON object keys are always strings)
     lengths = list(map(len, metrics))
     if min(lengths) < 1 or max(lengths) > _NAME_MAX or max(map(len, units)) > 40:
         return None
-    if not all(map(math.isfinite, values)):
-        return None
-    return list(zip(metrics, _canonical_labels(labels), values, units, strict=True))
+    sort = repeat(orjson.OPT_SORT_KEYS)
+    found = tuple(map(bytes.decode, map(orjson.dumps, labels, repeat(None), sort)))
+    if len(_SHAPES) >= _SHAPES_MAX:
+        _SHAPES.clear()
+    _SHAPES[key] = found
+    return found
 
 
 def _check_row(p: Mapping[str, Any]) -> tuple[Any, ...]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from dataclasses import dataclass
@@ -185,20 +186,30 @@ class Sink:
         dead: list[DeadLetter] = []
         offsets: dict[TopicPartition, int] = {}
         count = 0
-        for tp, messages in batch.items():
-            for msg in messages:
-                value = msg.value  # type: ignore[attr-defined]
-                count += 1
-                try:
-                    event = decode_event(value, now=now, max_age=self.max_age)
-                except Invalid as bad:
-                    dead.append(DeadLetter(tp.topic, tp.partition, msg.offset, bad.reason, value))  # type: ignore[attr-defined]
-                    continue
-                if isinstance(event, MetricsEvent):
-                    metrics.append(event)
-                else:
-                    checks.append(event)
-            offsets[tp] = messages[-1].offset + 1  # type: ignore[attr-defined]
+        # Decoding makes hundreds of thousands of objects that live until the batch is
+        # written, and none of them can form a reference cycle: the cycle collector would
+        # keep walking them for nothing (a quarter of the decoding time), so it waits.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            for tp, messages in batch.items():
+                for msg in messages:
+                    value = msg.value  # type: ignore[attr-defined]
+                    count += 1
+                    try:
+                        event = decode_event(value, now=now, max_age=self.max_age)
+                    except Invalid as bad:
+                        offset = msg.offset  # type: ignore[attr-defined]
+                        dead.append(DeadLetter(tp.topic, tp.partition, offset, bad.reason, value))
+                        continue
+                    if isinstance(event, MetricsEvent):
+                        metrics.append(event)
+                    else:
+                        checks.append(event)
+                offsets[tp] = messages[-1].offset + 1  # type: ignore[attr-defined]
+        finally:
+            if collecting:
+                gc.enable()
         self.stats.consumed.total += count
         first = {tp: msgs[0].offset for tp, msgs in batch.items() if msgs}  # type: ignore[attr-defined]
         self._unwritten.append(first)

@@ -137,7 +137,7 @@ class Store:
         rows, even if the batch transaction later rolls back.
         """
         assert self.conn is not None
-        missing = list({k for k in keys if k not in self._series})
+        missing = list(set(keys) - self._series.keys())
         if not missing:
             return
         cols = list(zip(*missing, strict=True))
@@ -225,9 +225,11 @@ class Store:
             except KeyError:
                 unknown.append(e)
         if unknown:
-            await self.resolve_series(
-                (e.agent, e.host, s[0], s[1], s[3]) for e in unknown for s in e.samples
-            )
+            keys: set[tuple[str, str, str, str, str]] = set()
+            for e in unknown:
+                metrics, labels, _, units = zip(*e.samples, strict=True)
+                keys.update(zip(repeat(e.agent), repeat(e.host), metrics, labels, units))
+            await self.resolve_series(keys)
             for e in unknown:
                 rows.setdefault(e.event_id, self._encode_samples(e))
         return rows
