@@ -13,12 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
+from typing import Literal
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from engine.config import KafkaConfig
+from engine.errors import UserError
 from engine.kafka_settings import client_kwargs
 from engine.spool import Spool, SpoolError, SpoolRecord
 from engine.stats import Stats
@@ -26,6 +29,7 @@ from engine.stats import Stats
 log = logging.getLogger("metrictui.producer")
 
 SEND_BATCH = 2000
+SPOOL_ERROR_EVERY_S = 30.0
 REPLAY_BATCH = 500
 QUEUE_MAX = 100_000
 
@@ -47,12 +51,26 @@ class Shipper:
         self._inflight: list[SpoolRecord] = []
         self.dropped_total = 0
         self.send_timeout = max(5.0, cfg.request_timeout_s)
+        self._spool_failing = False  # the last append failed (disk full, unwritable)
+        self._spool_failed_since_log = 0
+        self._dropped_while_failing = 0
+        self._spool_error_logged_at = 0.0
+        self._cap_dropped_logged = 0
+        self._abandoned: set[asyncio.Task[None]] = set()
+        # Set while the last spooled events are replayed: new events wait in memory behind
+        # them instead of going to the spool (under steady load it would never empty).
+        self._replaying = False
+        self._replay_over = asyncio.Event()
+        self._replay_over.set()
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Open the spool and try Kafka once; if Kafka is away, start in spooling mode."""
-        self.spool.open()
+        try:
+            self.spool.open()
+        except SpoolError as exc:
+            raise UserError(str(exc)) from None
         self._sync_spool_stats()
         if self.spool.depth:
             log.info("spool holds %d events from an earlier run; replaying", self.spool.depth)
@@ -85,7 +103,13 @@ class Shipper:
         self._inflight = []
         if leftovers:
             self._to_spool(leftovers)
-        await self._close_producer(max(0.5, deadline - loop.time()))
+        await self._close_producer(max(0.5, deadline - loop.time()), dead=self._spooling)
+        if self._abandoned:
+            _, pending = await asyncio.wait(
+                self._abandoned, timeout=max(0.1, deadline - loop.time())
+            )
+            for task in pending:
+                task.cancel()
         self.spool.close()
 
     # -- submitting -------------------------------------------------------------------------
@@ -119,22 +143,38 @@ class Shipper:
             async with asyncio.timeout(self.send_timeout):
                 await producer.start()
         except BaseException:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(2):
-                    await producer.stop()
+            self._bury(producer)
             raise
         self._producer = producer
         self.stats.kafka_state = "connected"
 
-    async def _close_producer(self, timeout: float = 3.0) -> None:
+    async def _close_producer(self, timeout: float = 3.0, *, dead: bool = False) -> None:
+        """Stop the producer, flushing what it holds; `dead`: Kafka is away, do not wait.
+
+        aiokafka's stop() waits until every pending batch is delivered, which a dead broker
+        never does (and the sender task would retry forever in the background), so a producer
+        on a dead broker, or one whose stop() timed out, is abandoned instead: its records are
+        in the spool already.
+        """
         producer, self._producer = self._producer, None
         if producer is None:
             return
-        try:
-            async with asyncio.timeout(timeout):
-                await producer.stop()
-        except (TimeoutError, KafkaError, OSError) as exc:
-            log.debug("producer close: %s", _describe(exc))
+        if not dead:
+            try:
+                async with asyncio.timeout(timeout):
+                    await producer.stop()
+                return
+            except (TimeoutError, KafkaError, OSError) as exc:
+                log.debug("producer close: %s; abandoning it", _describe(exc))
+        self._bury(producer)
+
+    def _bury(self, producer: AIOKafkaProducer) -> None:
+        """Abandon a producer in a task we keep a reference to, so it really finishes."""
+        task = asyncio.create_task(
+            _abandon(producer, self.send_timeout + 5), name="shipper-abandon-producer"
+        )
+        self._abandoned.add(task)
+        task.add_done_callback(self._abandoned.discard)
 
     def _drain_queue(self) -> list[SpoolRecord]:
         items: list[SpoolRecord] = []
@@ -152,74 +192,128 @@ class Shipper:
     async def _send_loop(self) -> None:
         while True:
             batch = await self._next_batch()
+            # Kept until placed, so a stop() that cancels us meanwhile can spool it.
+            self._inflight = batch
+            while self._replaying:
+                await self._replay_over.wait()
             if self._spooling or self._producer is None:
                 self._to_spool(batch)
+                self._inflight = []
                 continue
-            # Kept until confirmed, so a stop() that cancels us mid-send can spool it.
-            self._inflight = batch
-            sent = await self._send(batch)
-            if sent < len(batch):
-                self._to_spool(batch[sent:])
+            done = await self._send(batch)
+            unsent = [rec for rec, ok in zip(batch, done, strict=True) if not ok]
+            if unsent:
+                # Only what Kafka did not confirm: per partition that is a tail of the batch
+                # (the idempotent producer acknowledges in order), so order by key is kept,
+                # and nothing delivered is spooled again (and later counted as dropped).
+                self._to_spool(unsent)
                 self._enter_spooling()
             self._inflight = []
 
-    async def _send(self, batch: Sequence[SpoolRecord]) -> int:
-        """Send in order; returns how many records are confirmed (a prefix of `batch`).
-
-        Records after the first failure are reported unsent even if some were delivered:
-        re-sending them is safe (the sink deduplicates) and keeps the spool ordered.
+    async def _send(self, batch: Sequence[SpoolRecord]) -> list[bool]:
+        """Send in order; returns, per record, whether it is done (acknowledged by Kafka, or
+        rejected for good and counted as dropped). Unconfirmed records are safe to send
+        again: the sink deduplicates by event id.
         """
         producer = self._producer
         assert producer is not None
         futures: list[asyncio.Future[object]] = []
+        failure: BaseException | None = None
         try:
             async with asyncio.timeout(self.send_timeout):
                 for rec in batch:
                     futures.append(await producer.send(rec.topic, rec.value, key=rec.key))
-                results = await asyncio.gather(*futures, return_exceptions=True)
+                if futures:
+                    await asyncio.wait(futures)
         except (TimeoutError, KafkaError, OSError) as exc:
-            _discard(futures)
-            self._kafka_down(f"send to Kafka failed ({_describe(exc)}); spooling")
-            await self._close_producer(1.0)
-            return 0
-        confirmed = 0
-        for result in results:
-            if isinstance(result, BaseException):
-                if isinstance(result, KafkaError) and not getattr(result, "retriable", True):
-                    # A permanent rejection (e.g. message too large): the event cannot ever be
-                    # delivered; count it as dropped instead of blocking the queue forever.
-                    self.dropped_total += 1
-                    self.stats.send_errors_total += 1
-                    self.stats.error("producer", f"Kafka rejected an event: {_describe(result)}")
-                    confirmed += 1
-                    continue
-                self._kafka_down(f"send to Kafka failed ({_describe(result)}); spooling")
-                await self._close_producer(1.0)
-                break
-            confirmed += 1
-            self.stats.produced.total += 1
-        return confirmed
+            failure = exc
+        done: list[bool] = []
+        for fut in futures:
+            if not fut.done() or fut.cancelled():
+                done.append(False)
+                continue
+            error = fut.exception()
+            if error is None:
+                done.append(True)
+                self.stats.produced.total += 1
+            elif isinstance(error, KafkaError) and not getattr(error, "retriable", True):
+                # A permanent rejection (e.g. message too large): the event cannot ever be
+                # delivered; count it as dropped instead of blocking the queue forever.
+                done.append(True)
+                self.dropped_total += 1
+                self.stats.send_errors_total += 1
+                self.stats.error("producer", f"Kafka rejected an event: {_describe(error)}")
+            else:
+                done.append(False)
+                failure = failure or error
+        done += [False] * (len(batch) - len(futures))
+        _discard(futures)
+        if failure is not None or not all(done):
+            reason = _describe(failure) if failure is not None else "not acknowledged"
+            self._kafka_down(f"send to Kafka failed ({reason}); spooling")
+            await self._close_producer(dead=True)
+        return done
 
     def _to_spool(self, records: Sequence[SpoolRecord]) -> None:
         try:
             self.spool.append(records)
         except SpoolError as exc:
             self.dropped_total += len(records)
-            self.stats.spool_dropped_total += len(records)
-            self.stats.error("spool", str(exc))
-            log.error("%s (%d events dropped)", exc, len(records))
+            self._spool_failed(str(exc), len(records))
+        else:
+            if self._spool_failing:
+                self._spool_failing = False
+                log.warning(
+                    "spool is writable again; %d events were dropped while it was not",
+                    self._dropped_while_failing,
+                )
+                self._spool_failed_since_log = self._dropped_while_failing = 0
         self._sync_spool_stats()
+
+    def _spool_failed(self, message: str, lost: int) -> None:
+        """Say it once, then at most every SPOOL_ERROR_EVERY_S: a full disk fails every batch."""
+        self._spool_failed_since_log += lost
+        self._dropped_while_failing += lost
+        now = time.monotonic()
+        if not self._spool_failing or now - self._spool_error_logged_at >= SPOOL_ERROR_EVERY_S:
+            line = f"{message} ({self._spool_failed_since_log} events dropped)"
+            log.error("%s", line)
+            self.stats.error("spool", line)
+            self._spool_error_logged_at = now
+            self._spool_failed_since_log = 0
+        self._spool_failing = True
 
     def _sync_spool_stats(self) -> None:
         self.stats.spool_depth = self.spool.depth
         self.stats.spool_bytes = self.spool.bytes
         self.stats.spool_dropped_total = self.spool.dropped_total + self.dropped_total
+        over_cap = self.spool.dropped_total - self._cap_dropped_logged
+        if over_cap > 0 and (
+            self._cap_dropped_logged == 0
+            or time.monotonic() - self._spool_error_logged_at >= SPOOL_ERROR_EVERY_S
+        ):
+            line = (
+                f"spool reached its cap of {_size(self.spool.max_bytes)}"
+                f" ([agent] spool_max_mb): dropped the {over_cap} oldest events"
+                f" ({self.spool.dropped_total} in all)"
+            )
+            log.warning("%s", line)
+            self.stats.error("spool", line)
+            self._cap_dropped_logged = self.spool.dropped_total
+            self._spool_error_logged_at = time.monotonic()
 
     def _kafka_down(self, message: str) -> None:
         if self.stats.kafka_state != "down":
             log.warning("%s", message)
             self.stats.error("kafka", message)
         self.stats.kafka_state = "down"
+
+    def _set_replaying(self, on: bool) -> None:
+        self._replaying = on
+        if on:
+            self._replay_over.clear()
+        else:
+            self._replay_over.set()
 
     def _enter_spooling(self) -> None:
         self._spooling = True
@@ -229,32 +323,77 @@ class Shipper:
     async def _recover(self) -> None:
         """Reconnect with backoff and replay the spool in order, then leave spooling mode."""
         backoff = 0.5
-        while True:
-            if self._producer is None:
-                try:
-                    self.stats.kafka_state = "connecting"
-                    await self._connect()
-                    log.info("Kafka is back; replaying %d spooled events", self.spool.depth)
-                except (KafkaError, OSError, TimeoutError) as exc:
-                    self.stats.kafka_state = "down"
-                    log.debug("reconnect failed: %s", _describe(exc))
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 10.0)
-                    continue
-            records = self.spool.peek(REPLAY_BATCH)
-            if not records:
-                # No await between this check and the switch: nothing can slip in between.
-                self._spooling = False
-                self._sync_spool_stats()
-                return
-            sent = await self._send(records)
-            self.spool.ack(sent)
-            self._sync_spool_stats()
-            if sent < len(records):
+        try:
+            while (outcome := await self._recover_step()) != "done":
+                if outcome == "progress":
+                    backoff = 0.5  # Kafka took batches before failing: it is not down for long
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
-            else:
-                backoff = 0.5
+        finally:
+            self._set_replaying(False)  # never leave the sender waiting for a dead task
+
+    async def _recover_step(self) -> Literal["done", "progress", "failed"]:
+        """Reconnect and replay until the spool is empty ("done") or Kafka fails again
+        ("progress" if some batches went out first, else "failed"); the caller backs off."""
+        outcome: Literal["progress", "failed"] = "failed"
+        while True:
+            try:
+                if self._producer is None:
+                    try:
+                        self.stats.kafka_state = "connecting"
+                        await self._connect()
+                        log.info("Kafka is back; replaying %d spooled events", self.spool.depth)
+                    except (KafkaError, OSError, TimeoutError) as exc:
+                        self.stats.kafka_state = "down"
+                        log.debug("reconnect failed: %s", _describe(exc))
+                        return outcome
+                records = self.spool.peek(REPLAY_BATCH)
+                if not records:
+                    # No await between this check and the switch: nothing can slip in between.
+                    self._spooling = False
+                    self._set_replaying(False)
+                    self._sync_spool_stats()
+                    return "done"
+                if self.spool.depth <= REPLAY_BATCH:
+                    self._set_replaying(True)
+                done = await self._send(records)
+                sent = next((i for i, ok in enumerate(done) if not ok), len(done))
+                # Only a prefix leaves the spool; confirmed records after a gap go out again.
+                self.spool.ack(sent)
+                self._sync_spool_stats()
+                if sent < len(records):
+                    self._set_replaying(False)
+                    return "progress" if sent else outcome
+                outcome = "progress"
+            except Exception as exc:  # a bug must not leave the agent spooling forever
+                self._set_replaying(False)
+                log.exception("spool replay failed; retrying")
+                self.stats.error("producer", f"spool replay failed: {_describe(exc)}")
+                await self._close_producer(dead=True)
+                return "failed"
+
+
+async def _abandon(producer: AIOKafkaProducer, timeout: float) -> None:
+    """Tear down a producer without flushing it (see Shipper._close_producer).
+
+    Cancels its sender (which then waits for its requests in flight, each bounded by the
+    request timeout) and closes its connections. Its undelivered batches are dropped with it:
+    our copies of those records are in the spool.
+    """
+    sender = getattr(producer, "_sender", None)  # aiokafka has no public abort
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(timeout):
+            if sender is not None:
+                await sender.close()
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(5):
+            await producer.client.close()
+    # What stop() would have set first; without it aiokafka warns "Unclosed AIOKafkaProducer".
+    producer._closed = True
+
+
+def _size(n: int) -> str:
+    return f"{n / 1048576:g} MB" if n >= 1048576 else f"{n / 1024:g} KB"
 
 
 def _discard(futures: Sequence[asyncio.Future[object]]) -> None:
