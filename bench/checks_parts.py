@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import psutil
 
 from bench.env import BenchEnv, child_env
@@ -37,6 +38,9 @@ class Checks:
     lateness_p99_ms: float | None
     ok_pct: float | None
     missed_slots: int
+    cpu_ms_per_check: float | None
+    """CPU of this process (scheduler, checker, events to Kafka) per check in the window."""
+    concurrency: int
 
 
 def targets(url: str, count: int, interval: float) -> list[dict[str, Any]]:
@@ -67,7 +71,10 @@ async def measure_checks(
     await engine.start()
     started = loop.time()
     try:
-        await asyncio.sleep(warmup_s + seconds)
+        await asyncio.sleep(warmup_s)
+        cpu = time.process_time()
+        await asyncio.sleep(seconds)
+        cpu = time.process_time() - cpu
         missed = engine.scheduler.missed_slots if engine.scheduler else 0
     finally:
         await engine.stop(timeout=20)
@@ -80,7 +87,25 @@ async def measure_checks(
         lateness_p99_ms=percentile(late_ms, 99),
         ok_pct=100 * sum(ok for _, ok in window) / len(window) if window else None,
         missed_slots=missed,
+        cpu_ms_per_check=1000 * cpu / len(window) if window else None,
+        concurrency=config.agent.check_concurrency,
     )
+
+
+async def bare_http(url: str, count: int, concurrency: int) -> float:
+    """Requests per second of a bare aiohttp client, a new connection each (as the checker
+    makes), at the checker's concurrency: what Python's HTTP stack can do on this machine."""
+    connector = aiohttp.TCPConnector(force_close=True, limit=0)
+    gate = asyncio.Semaphore(concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one(i: int) -> None:
+            async with gate, session.get(f"{url}t/{i}") as response:
+                await response.read()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(count)))
+        return count / (time.perf_counter() - started)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, date, datetime
 from typing import Any
 
 from bench.kafka_parts import TIMEOUT_S, wait_assigned
@@ -39,11 +39,13 @@ class SinkRunner:
         self._reached = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> float:
-        """Migrate, connect and run; returns the moment the consumer got its partitions."""
+    async def start(self, days: Iterable[date] = ()) -> float:
+        """Migrate, make the daily partitions of `days` (the raw COPY finds its tables made
+        too), connect and run; returns the moment the consumer got its partitions."""
         assert self.config.postgres.dsn is not None
         await migrate(self.config.postgres.dsn.reveal(), self.config.postgres.schema)
         await self.sink.connect_postgres()
+        await self.sink.store.ensure_partitions(days)
         original = self.sink.store.write_batch
 
         async def timed(metrics: Any, checks: Any, dead: Any) -> WriteResult:
@@ -77,11 +79,13 @@ class SinkRunner:
         await self.sink.close()
 
 
-async def sink_drain(config: Config, expected_rows: int, expected_events: int) -> Throughput:
+async def sink_drain(
+    config: Config, expected_rows: int, expected_events: int, days: Iterable[date]
+) -> Throughput:
     """The real sink draining a pre-filled topic: partitions assigned -> last row committed."""
     runner = SinkRunner(config)
     try:
-        started = await runner.start()
+        started = await runner.start(days)
         await runner.wait_rows(expected_rows)
     finally:
         await runner.stop()

@@ -13,10 +13,12 @@ import math
 import random
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+
+import orjson
 
 from engine.checks import CheckResult
 from engine.collectors import COLLECTOR_NAMES, HostCollector
@@ -139,6 +141,17 @@ def iter_workload(
                 yield EventSpec(
                     "check", agent, host, observed, payload, payload["target"].encode(), 1
                 )
+
+
+def days_of(messages: Sequence[Message]) -> set[date]:
+    """The UTC days the events of `messages` (in time order) were observed on."""
+    if not messages:
+        return set()
+    first, last = (
+        datetime.fromisoformat(orjson.loads(m.value)["observed_at"]).astimezone(UTC).date()
+        for m in (messages[0], messages[-1])
+    )
+    return {first + timedelta(days=n) for n in range((last - first).days + 1)}
 
 
 def encode(spec: EventSpec) -> Message:

@@ -14,6 +14,7 @@ and keep the partition moving.
 from __future__ import annotations
 
 import math
+import os
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -43,19 +44,31 @@ def encode_event(
     payload: Mapping[str, Any],
     event_id: uuid.UUID | None = None,
 ) -> bytes:
-    """One envelope as compact JSON bytes (orjson: the sink and producer are hot paths)."""
+    """One envelope as compact JSON bytes (orjson: the sink and producer are hot paths).
+
+    UTC datetimes are left to orjson, which writes them as `isoformat()` does, in a fraction
+    of the time; other offsets go through `isoformat()` (orjson would round away seconds).
+    """
     return orjson.dumps(
         {
             "v": SCHEMA_VERSION,
-            "id": str(event_id or uuid.uuid4()),
+            "id": new_event_id() if event_id is None else str(event_id),
             "type": kind,
             "agent": agent,
             "host": host,
-            "observed_at": observed_at.isoformat(),
-            "sent_at": utc_now().isoformat(),
+            "observed_at": observed_at if observed_at.tzinfo is UTC else observed_at.isoformat(),
+            "sent_at": utc_now(),
             "payload": payload,
         }
     )
+
+
+def new_event_id() -> str:
+    """A random (version 4) UUID as text, like `str(uuid.uuid4())` at a quarter of the cost:
+    the producer makes one per event."""
+    h = os.urandom(16).hex()
+    variant = "89ab"[int(h[16], 16) & 3]
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:]}"
 
 
 def metrics_payload(samples: Iterable[Any]) -> dict[str, Any]:

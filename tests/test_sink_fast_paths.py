@@ -24,7 +24,9 @@ from engine.envelope import (
     _samples,
     _samples_at_once,
     decode_event,
+    encode_event,
     metrics_payload,
+    new_event_id,
 )
 from engine.migrate import migrate
 from engine.store import Store
@@ -130,3 +132,25 @@ async def test_an_event_repeated_within_one_batch_is_stored_once(pipeline: Pipel
         await store.close()
     assert (result.events, result.duplicates, result.rows) == (1, 1, 2)
     assert pipeline.query("SELECT count(*) FROM samples_v") == [(2,)]
+
+
+def test_new_event_ids_are_distinct_version_4_uuids() -> None:
+    ids = [new_event_id() for _ in range(20_000)]
+    assert len(set(ids)) == len(ids)
+    parsed = [uuid.UUID(i) for i in ids]
+    assert all(u.version == 4 and u.variant == uuid.RFC_4122 for u in parsed)
+    assert all(str(u) == i for u, i in zip(parsed, ids, strict=True))
+
+
+@pytest.mark.parametrize(
+    "tz",
+    [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(seconds=3630))],
+    ids=["utc", "plus-0530", "seconds-offset"],
+)
+def test_encoded_timestamps_decode_to_the_same_instant(tz: timezone) -> None:
+    at = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=tz)
+    now = datetime.now(UTC)
+    raw = encode_event("metrics", "a", "h", at, {"samples": []})
+    event = decode_event(raw, now=at, max_age=timedelta(days=1))
+    assert event.observed_at == at and event.observed_at.utcoffset() == at.utcoffset()
+    assert abs(datetime.fromisoformat(orjson.loads(raw)["sent_at"]) - now) < timedelta(minutes=1)
