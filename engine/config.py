@@ -198,6 +198,7 @@ class _Key:
     lo_open: bool = False
     choices: tuple[str, ...] = ()
     optional: bool = False
+    empty_means_off: bool = False  # a path key where "" turns the feature off
     rule: Callable[[Any], None] | None = None
     expected: str = ""
 
@@ -337,7 +338,7 @@ _SCHEMA_KEYS: dict[str, dict[str, _Key]] = {
     "headless": {
         "status_interval": _float_key(0, 86400),
         "listen": _str_key(_listen),
-        "control_socket": _Key("path"),
+        "control_socket": _Key("path", empty_means_off=True),
         "log_format": _enum_key(LOG_FORMATS),
         "log_level": _enum_key(LOG_LEVELS),
     },
@@ -457,6 +458,8 @@ def _convert(spec: _Key, given: _Given) -> object:
         if not isinstance(value, str):
             raise _type_error(spec, value)
         if not value.strip():
+            if spec.empty_means_off:
+                return Path("")  # callers treat "" (shown as ".") as off
             raise _Problem("must not be empty; expected a path")
         path = Path(value).expanduser()
         return path if path.is_absolute() else given.base_dir / path

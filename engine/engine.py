@@ -22,13 +22,13 @@ from engine.checks import Checker, CheckResult
 from engine.collectors import COLLECTOR_NAMES, HostCollector
 from engine.config import Config
 from engine.envelope import encode_event, metrics_payload
-from engine.errors import UserError
+from engine.errors import ConnectError, UserError
 from engine.metric_state import load_enabled, save_enabled
 from engine.migrate import migrate
 from engine.producer import Shipper
 from engine.retention import retention_loop
 from engine.scheduler import CheckScheduler
-from engine.sink import Sink
+from engine.sink import Sink, is_fatal_postgres_error, postgres_error_line
 from engine.spool import Spool
 from engine.stats import LatestSample, Stats, StatsSnapshot, TargetStatus
 from engine.targets import Target, load_targets, save_targets
@@ -104,6 +104,11 @@ class Engine:
             except Exception as exc:  # PostgreSQL away: the sink retries each batch.
                 if not isinstance(exc, psycopg.Error | OSError):
                     raise
+                if isinstance(exc, psycopg.Error) and is_fatal_postgres_error(exc):
+                    # A wrong password or database does not fix itself: say so and stop.
+                    raise ConnectError(
+                        postgres_error_line(exc) + "; check [postgres] dsn"
+                    ) from None
                 self.stats.postgres_state = "down"
                 log.warning("PostgreSQL not reachable at start; will retry")
             self._tasks.append(asyncio.create_task(self.sink.run(), name="sink"))

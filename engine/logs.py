@@ -23,14 +23,37 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, ensure_ascii=False)
 
 
+class OneLineFormatter(logging.Formatter):
+    """Human lines that stay one line per event: an exception becomes `| Type: message`.
+
+    At debug level the full traceback is kept (that is what debug is for).
+    """
+
+    def __init__(self, *, tracebacks: bool) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+        self.tracebacks = tracebacks
+
+    def format(self, record: logging.LogRecord) -> str:
+        if self.tracebacks or not record.exc_info:
+            return super().format(record)
+        exc = record.exc_info[1]
+        saved = record.exc_info, record.exc_text
+        record.exc_info, record.exc_text = None, None
+        try:
+            line = super().format(record)
+        finally:
+            record.exc_info, record.exc_text = saved
+        detail = str(exc).strip().splitlines()[0][:200] if exc and str(exc).strip() else ""
+        name = type(exc).__name__ if exc else "error"
+        return f"{line} | {name}: {detail}" if detail else f"{line} | {name}"
+
+
 def setup_logging(fmt: str = "human", level: str = "info") -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
-        )
+        handler.setFormatter(OneLineFormatter(tracebacks=level == "debug"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -70,3 +70,20 @@ async def test_headless_serves_an_owner_only_control_socket_and_removes_it(
                 proc.send_signal(signal.SIGTERM)
                 assert proc.wait(timeout=30) == 0
     assert not sock.exists()
+
+
+def test_empty_control_socket_turns_it_off(pipeline: Pipeline, tmp_path: Path) -> None:
+    pipeline.write_config(headless={"control_socket": ""})
+    log = tmp_path / "off.log"
+    proc = _start(pipeline, log)
+    try:
+        deadline = time.monotonic() + 60
+        while "running; send SIGTERM" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.2)
+        time.sleep(1)
+        assert not list(pipeline.dir.glob("*.sock"))
+        assert "control socket" not in log.read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0

@@ -153,11 +153,34 @@ def test_wrong_postgres_password_is_named_without_the_password(
         assert "password authentication failed" in proc.stderr, (command, proc.stderr)
 
 
-def test_wrong_postgres_password_while_migrating_at_start_leaks_nothing(
+def test_wrong_postgres_password_while_migrating_at_start_is_fatal_and_leaks_nothing(
     pipeline: Pipeline,
 ) -> None:
     secret = f"Wrong-{uuid.uuid4().hex}"
     pipeline.write_config(postgres={"dsn": _wrong_password_dsn(pipeline, secret)})
-    _, err = _run_for(pipeline, 8, "--role", "consumer", "--log-level", "debug")
+    code, err = _run_for(pipeline, 60, "--role", "consumer", "--log-level", "debug")
     assert " DEBUG " in err
     assert secret not in err and secret[6:22] not in err
+    assert code == 1, err[-2000:]
+    last = err.splitlines()[-1]
+    assert last.startswith("metrictui: PostgreSQL") and "password authentication failed" in last
+
+
+def test_human_log_lines_keep_exceptions_on_one_line() -> None:
+    import io
+    import logging
+
+    from engine.logs import OneLineFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(OneLineFormatter(tracebacks=False))
+    logger = logging.getLogger("metrictui.test-one-line")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        raise ValueError("boom\nsecond line")
+    except ValueError:
+        logger.exception("check crashed")
+    text = stream.getvalue()
+    assert text.count("\n") == 1 and "check crashed | ValueError: boom" in text
