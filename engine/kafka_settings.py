@@ -7,8 +7,14 @@ stays on unless the config turns it off, and there is never a plaintext fallback
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ssl
 from typing import Any
+
+from aiokafka.conn import create_conn
+from aiokafka.errors import SaslAuthenticationFailed, UnsupportedSaslMechanismError
+from aiokafka.protocol.metadata import MetadataRequest
 
 from engine.config import KafkaConfig
 from engine.errors import ConfigError
@@ -53,3 +59,103 @@ def client_kwargs(cfg: KafkaConfig, client_id: str) -> dict[str, Any]:
         kwargs["sasl_plain_username"] = cfg.sasl_username
         kwargs["sasl_plain_password"] = cfg.sasl_password.reveal() if cfg.sasl_password else None
     return kwargs
+
+
+async def connection_problem(cfg: KafkaConfig, timeout: float = 10.0) -> str | None:
+    """Why the bootstrap servers cannot be used, if retrying will not help; else None.
+
+    aiokafka reports every failed bootstrap as "Unable to bootstrap" and keeps the cause to
+    itself, so a wrong CA would look like a broker that is down (and be retried forever). This
+    connects to each bootstrap server the way the clients do, sends one metadata request, and
+    turns certificate, TLS and SASL failures into one line naming the setting to fix. A server
+    that is merely unreachable gives None: the caller spools or retries as usual.
+    """
+    kwargs = client_kwargs(cfg, "metrictui-probe")
+    for host, port in bootstrap_hosts(cfg.bootstrap_servers):
+        conn = None
+        try:
+            async with asyncio.timeout(timeout):
+                conn = await create_conn(
+                    host,
+                    port,
+                    client_id="metrictui-probe",
+                    request_timeout_ms=kwargs["request_timeout_ms"],
+                    ssl_context=kwargs.get("ssl_context"),
+                    security_protocol=cfg.security_protocol,
+                    sasl_mechanism=kwargs.get("sasl_mechanism") or "PLAIN",
+                    sasl_plain_username=kwargs.get("sasl_plain_username"),
+                    sasl_plain_password=kwargs.get("sasl_plain_password"),
+                )
+                await conn.send(MetadataRequest([]))
+            return None  # this one works: whatever failed was not about our settings
+        except Exception as exc:
+            problem = _fatal_problem(exc, f"{host}:{port}", cfg)
+            if problem is not None:
+                return problem
+        finally:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
+    return None
+
+
+def bootstrap_hosts(servers: str) -> list[tuple[str, int]]:
+    out = []
+    for item in servers.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if host and port.isdigit():
+            out.append((host.strip("[]"), int(port)))
+    return out
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 10:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _fatal_problem(exc: BaseException, where: str, cfg: KafkaConfig) -> str | None:
+    """A one-line, secret-free reason for failures that need a config change, else None."""
+    for cause in _causes(exc):
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            detail = (cause.verify_message or "verification failed").rstrip(".")
+            return (
+                f"Kafka {where}: the broker's TLS certificate was rejected ({detail}); check"
+                " [kafka] ssl_cafile (the CA that signed the broker's certificate) and that"
+                " bootstrap_servers uses a name the certificate is for"
+            )
+        if isinstance(cause, ssl.SSLError):
+            reason = cause.reason or type(cause).__name__
+            if "ALERT" in reason.upper():
+                return (
+                    f"Kafka {where} refused our TLS client certificate ({reason}); check"
+                    " [kafka] ssl_certfile and ssl_keyfile (service.cert and service.key)"
+                )
+            return (
+                f"Kafka {where}: TLS handshake failed ({reason}); check [kafka]"
+                " security_protocol and the ssl_* files for this listener"
+            )
+        if isinstance(cause, SaslAuthenticationFailed):
+            return (
+                f"Kafka {where}: SASL authentication failed for user {cfg.sasl_username!r}"
+                f" with {cfg.sasl_mechanism}; check [kafka] sasl_username and sasl_password"
+            )
+        if isinstance(cause, UnsupportedSaslMechanismError):
+            return (
+                f"Kafka {where} does not offer SASL mechanism {cfg.sasl_mechanism}; check"
+                " [kafka] sasl_mechanism"
+            )
+        if isinstance(cause, asyncio.IncompleteReadError) and _tls_record(cause.expected):
+            return (
+                f"Kafka {where} speaks TLS but [kafka] security_protocol is"
+                f" {cfg.security_protocol}; use SSL or SASL_SSL for this listener"
+            )
+    return None
+
+
+def _tls_record(length: int | None) -> bool:
+    """A plaintext client reads a TLS record header (0x15/0x16, 0x03, ..) as a frame length."""
+    return length is not None and length >> 24 in (0x15, 0x16) and (length >> 16) & 0xFF == 3

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     ClusterAuthorizationFailedError,
+    KafkaError,
     PolicyViolationError,
     TopicAlreadyExistsError,
     TopicAuthorizationFailedError,
@@ -14,8 +16,8 @@ from aiokafka.errors import (
 )
 
 from engine.config import KafkaConfig
-from engine.errors import UserError
-from engine.kafka_settings import client_kwargs
+from engine.errors import ConnectError, UserError
+from engine.kafka_settings import client_kwargs, connection_problem
 
 _FORBIDDEN = (
     TopicAuthorizationFailedError,
@@ -29,7 +31,16 @@ async def ensure_topics(cfg: KafkaConfig, timeout: float = 20.0) -> list[str]:
     wanted = [cfg.metrics_topic, cfg.checks_topic]
     admin = AIOKafkaAdminClient(**client_kwargs(cfg, "metrictui-admin"))
     async with asyncio.timeout(timeout):
-        await admin.start()
+        try:
+            await admin.start()
+        except (KafkaError, OSError) as exc:
+            with contextlib.suppress(Exception):
+                await admin.close()
+            # A wrong CA, client certificate or password must not pass for "Kafka is away".
+            problem = await connection_problem(cfg, timeout=max(2.0, timeout / 2))
+            if problem is not None:
+                raise ConnectError(problem) from None
+            raise exc from None
         try:
             existing = set(await admin.list_topics())
             missing = [t for t in wanted if t not in existing]

@@ -464,3 +464,49 @@ from tui.cli import main
 sys.argv = ["metrictui", *sys.argv[1:]]
 main()
 """
+
+
+# -- secure listeners (stack.py up --secure; paths and ports in env.json) -----------------------
+
+
+def ssl_kafka(p: Pipeline, **over: object) -> dict[str, object]:
+    """[kafka] keys for the SSL listener with client certificates, as Aiven hands them out."""
+    env = p.stack.env
+    return {
+        "bootstrap_servers": env["kafka_ssl_bootstrap"],
+        "security_protocol": "SSL",
+        "ssl_cafile": env["tls_ca"],
+        "ssl_certfile": env["tls_client_cert"],
+        "ssl_keyfile": env["tls_client_key"],
+        **over,
+    }
+
+
+def sasl_kafka(p: Pipeline, mechanism: str, **over: object) -> dict[str, object]:
+    """[kafka] keys for the SASL_SSL listener (SCRAM) with the stack's CA."""
+    env = p.stack.env
+    return {
+        "bootstrap_servers": env["kafka_sasl_ssl_bootstrap"],
+        "security_protocol": "SASL_SSL",
+        "ssl_cafile": env["tls_ca"],
+        "sasl_mechanism": mechanism,
+        "sasl_username": env["kafka_sasl_username"],
+        "sasl_password": env["kafka_sasl_password"],
+        **over,
+    }
+
+
+def run_briefly(
+    p: Pipeline, role: str, *args: str, config: Path | None = None, timeout: float = 60.0
+) -> tuple[int, str, float]:
+    """Run `metrictui --headless --role ROLE` that is expected to exit by itself."""
+    started = time.monotonic()
+    proc = subprocess.run(
+        metrictui_cmd(
+            "--config", str(config or p.config_path), "--headless", "--role", role, *args
+        ),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return proc.returncode, proc.stdout + proc.stderr, time.monotonic() - started
