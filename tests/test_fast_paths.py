@@ -1,7 +1,8 @@
-"""The sink's fast paths give exactly what the careful paths give.
+"""The pipeline's fast paths give exactly what the careful paths give.
 
-The metrics decoder checks whole columns at once, and the store builds binary COPY rows itself;
-both are judged against the plain per-sample loop and against what PostgreSQL reads back.
+The metrics decoder checks whole columns at once, the store builds binary COPY rows itself, the
+producer makes event ids and partitions keys its own way: each is judged against the plain
+per-sample loop, against what PostgreSQL reads back, or against uuid and aiokafka themselves.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 from conftest import Pipeline
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -29,6 +31,7 @@ from engine.envelope import (
     new_event_id,
 )
 from engine.migrate import migrate
+from engine.producer import KeyPartitioner
 from engine.store import Store
 
 names = st.text(min_size=1, max_size=12).filter(lambda s: "\x00" not in s)
@@ -154,3 +157,13 @@ def test_encoded_timestamps_decode_to_the_same_instant(tz: timezone) -> None:
     event = decode_event(raw, now=at, max_age=timedelta(days=1))
     assert event.observed_at == at and event.observed_at.utcoffset() == at.utcoffset()
     assert abs(datetime.fromisoformat(orjson.loads(raw)["sent_at"]) - now) < timedelta(minutes=1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=1, max_size=40), st.integers(1, 64))
+def test_key_partitioner_agrees_with_aiokafka(key: bytes, partitions: int) -> None:
+    all_partitions = list(range(partitions))
+    ours = KeyPartitioner()
+    expected = DefaultPartitioner()(key, all_partitions, all_partitions)
+    assert ours(key, all_partitions, all_partitions) == expected
+    assert ours(key, all_partitions, []) == expected  # remembered, and unavailability ignored
