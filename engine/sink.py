@@ -46,6 +46,13 @@ def postgres_error_line(exc: psycopg.Error) -> str:
     return f"PostgreSQL: {text[:240]}" + (f" (SQLSTATE {state})" if state else "")
 
 
+def rejects_content(exc: psycopg.Error) -> bool:
+    """The database refused the data itself (SQLSTATE class 22 data exception, 23 integrity
+    violation, 54 program limit such as an oversized index row): dead-letter, do not retry."""
+    state = getattr(exc, "sqlstate", None) or ""
+    return state[:2] in ("22", "23", "54")
+
+
 def is_fatal_postgres_error(exc: psycopg.Error) -> bool:
     """Wrong password, unknown database or missing privilege will not fix itself by retrying."""
     state = getattr(exc, "sqlstate", None)
@@ -94,6 +101,7 @@ class Sink:
         self._last_lag_at = 0.0
         # First offset of the batch waiting for PostgreSQL, per partition (lag counts from it).
         self._pending: dict[TopicPartition, int] = {}
+        self._write_error: str | None = None  # the last write failure said, until one works
         self._unwritten: list[dict[TopicPartition, int]] = []  # `_Batch.first`s, oldest first
 
     async def connect_postgres(self) -> None:
@@ -234,7 +242,13 @@ class Sink:
         checks: list[CheckEvent],
         dead: list[DeadLetter],
     ) -> WriteResult | None:
-        """Retry the batch while PostgreSQL is unreachable; None if asked to stop first."""
+        """Write the batch, retrying while PostgreSQL cannot take it; None if asked to stop.
+
+        Only errors caused by an event's content (data exceptions, constraint violations) set
+        events aside as dead letters. Anything else (unreachable, permission denied, read-only
+        standby, disk full, schema not migrated) is not the events' fault: nothing is
+        dead-lettered, no offset moves, and the batch is retried until the operator fixes it.
+        """
         backoff = 0.5
         while not self._stopping.is_set():
             try:
@@ -242,22 +256,30 @@ class Sink:
                     await self.store.close()
                     await self.store.connect()
                     log.info("PostgreSQL connection restored")
-                result = await self.store.write_batch(metrics, checks, dead)
+                try:
+                    result = await self.store.write_batch(metrics, checks, dead)
+                except psycopg.Error as exc:
+                    if not rejects_content(exc):
+                        raise
+                    result = await self._write_one_by_one(metrics, checks, dead, exc)
+                if self._write_error is not None:
+                    log.info("PostgreSQL takes writes again")
+                    self._write_error = None
                 self.stats.postgres_state = "connected"
                 return result
-            except psycopg.OperationalError as exc:
-                if self.stats.postgres_state != "down":
-                    line = postgres_error_line(exc)
+            except psycopg.Error as exc:
+                line = postgres_error_line(exc)
+                if line != self._write_error:
                     log.warning("%s; retrying the batch", line)
                     self.stats.error("postgres", line)
+                    self._write_error = line
                 self.stats.postgres_state = "down"
-                await self.store.close()
+                if isinstance(exc, psycopg.OperationalError) or not self.store.connected:
+                    await self.store.close()
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 # The operator watches the lag grow while the database is away.
                 await self._update_lag()
-            except psycopg.Error as exc:
-                return await self._write_one_by_one(metrics, checks, dead, exc)
         return None
 
     async def _write_one_by_one(
@@ -267,8 +289,14 @@ class Sink:
         dead: list[DeadLetter],
         first_error: psycopg.Error,
     ) -> WriteResult:
-        """Isolate events the database rejects (poison) so the rest of the batch lands."""
-        log.warning("batch rejected by PostgreSQL (%s); writing event by event", first_error)
+        """Isolate events the database rejects (poison) so the rest of the batch lands.
+
+        An error that is not about an event's content propagates: the whole batch is retried.
+        """
+        log.warning(
+            "batch rejected by PostgreSQL (%s); writing event by event",
+            postgres_error_line(first_error),
+        )
         total = WriteResult()
         rejected: list[DeadLetter] = []
         events: list[MetricsEvent | CheckEvent] = [*metrics, *checks]
@@ -279,9 +307,9 @@ class Sink:
                     [event] if isinstance(event, CheckEvent) else [],
                     [],
                 )
-            except psycopg.OperationalError:
-                raise
             except psycopg.Error as exc:
+                if not rejects_content(exc):
+                    raise
                 reason = f"db_rejected: {getattr(exc, 'sqlstate', None) or type(exc).__name__}"
                 rejected.append(DeadLetter("(sink)", -1, -1, reason, str(event.event_id).encode()))
                 continue

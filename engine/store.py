@@ -104,14 +104,31 @@ class Store:
     # -- partitions -------------------------------------------------------------------------
 
     async def ensure_partitions(self, days: Iterable[date]) -> None:
-        """Create daily partitions (UTC days) of the partitioned tables that are missing."""
+        """Create daily partitions (UTC days) of the partitioned tables that are missing.
+
+        Through `ensure_day_partitions()` (sql/002), which runs with the schema owner's rights,
+        so a sink whose role may only SELECT and INSERT still gets its partitions. A schema
+        that predates that function gets the same DDL directly (the sink is the owner there).
+        """
         assert self.conn is not None
         missing = sorted({d for d in days if ("samples", d) not in self._partitions})
         if not missing:
             return
+        try:
+            async with self.conn.transaction():
+                await self.conn.execute(
+                    sql.SQL("SELECT {}(%s::date[])").format(self._t("ensure_day_partitions")),
+                    (missing,),
+                )
+        except psycopg.errors.UndefinedFunction:
+            await self._create_partitions(missing)
+        self._partitions.update(("samples", d) for d in missing)
+
+    async def _create_partitions(self, days: Sequence[date]) -> None:
+        assert self.conn is not None
         async with self.conn.transaction():
             await self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PARTITION_LOCK,))
-            for day in missing:
+            for day in days:
                 lo = datetime(day.year, day.month, day.day, tzinfo=UTC)
                 hi = lo + timedelta(days=1)
                 for table in _PARTITIONED:
@@ -126,7 +143,6 @@ class Store:
                             sql.Literal(hi),
                         )
                     )
-        self._partitions.update(("samples", d) for d in missing)
 
     # -- series -----------------------------------------------------------------------------
 
