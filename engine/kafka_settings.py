@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import re
 import ssl
 from typing import Any
 
@@ -42,8 +44,32 @@ def ssl_context(cfg: KafkaConfig) -> ssl.SSLContext:
     return ctx
 
 
+class _RedactSaslBytes(logging.Filter):
+    """aiokafka logs every request and response at debug level, SASL ones included: with
+    PLAIN their bytes are the password itself, with SCRAM the proof derived from it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "sasl_auth_bytes" in message:
+            record.msg = _SASL_BYTES.sub("sasl_auth_bytes=<redacted>", message)
+            record.args = ()
+        return True
+
+
+_SASL_BYTES = re.compile(r"sasl_auth_bytes=b(['\"]).*?(?<!\\)\1")
+_REDACTOR = _RedactSaslBytes()
+
+
+def redact_sasl_logs() -> None:
+    """Install the redaction on aiokafka's connection logger (idempotent)."""
+    logger = logging.getLogger("aiokafka.conn")
+    if _REDACTOR not in logger.filters:
+        logger.addFilter(_REDACTOR)
+
+
 def client_kwargs(cfg: KafkaConfig, client_id: str) -> dict[str, Any]:
     """Keyword arguments common to AIOKafkaProducer, AIOKafkaConsumer and the admin client."""
+    redact_sasl_logs()
     kwargs: dict[str, Any] = {
         "bootstrap_servers": cfg.bootstrap_servers,
         "client_id": client_id,

@@ -16,6 +16,7 @@ import asyncio
 import itertools
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -24,8 +25,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import orjson
+import psycopg
 import pytest
 from conftest import ROOT, Pipeline, metrictui_cmd
 from kafka_tools import read_topic
@@ -510,3 +513,91 @@ def run_briefly(
         timeout=timeout,
     )
     return proc.returncode, proc.stdout + proc.stderr, time.monotonic() - started
+
+
+# -- PostgreSQL roles (least privilege) ------------------------------------------------------
+
+# Run as the schema owner (the role that applies the migrations), once per sink role.
+SINK_GRANTS = """
+GRANT USAGE ON SCHEMA {schema} TO {role};
+GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA {schema} TO {role};
+GRANT EXECUTE ON FUNCTION {schema}.ensure_day_partitions(date[]) TO {role};
+ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT SELECT, INSERT ON TABLES TO {role};
+"""
+
+
+def _with_user(dsn: str, user: str, password: str) -> str:
+    parts = urlsplit(dsn)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(password)}@{host}"))
+
+
+class SinkRole:
+    """A LOGIN role created for one test (by the superuser) and dropped afterwards."""
+
+    def __init__(self, p: Pipeline) -> None:
+        assert p.stack.admin_dsn, "the stack's env.json names the superuser DSN"
+        self.p = p
+        self.name = f"sink_{p.schema}"
+        self.password = secrets.token_urlsafe(18)
+        self.owner = urlsplit(p.stack.dsn).username or ""
+        self._admin(f"CREATE ROLE {self.name} LOGIN PASSWORD '{self.password}'")
+
+    def _admin(self, statement: str) -> list[tuple[object, ...]]:
+        """As the superuser, in the application's database."""
+        assert self.p.stack.admin_dsn is not None
+        admin = urlsplit(self.p.stack.admin_dsn)
+        dsn = urlunsplit(admin._replace(path=urlsplit(self.p.stack.dsn).path))
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            cur = conn.execute(statement.encode())
+            return cur.fetchall() if cur.description else []
+
+    def sessions_use_tls(self) -> list[bool]:
+        return [
+            bool(row[0])
+            for row in self._admin(
+                "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)"
+                f" WHERE a.usename = '{self.name}'"
+            )
+        ]
+
+    def grant(self, *, execute: bool = True) -> None:
+        """The documented grants, run as the owner (SET ROLE from the superuser)."""
+        lines = SINK_GRANTS.format(schema=self.p.schema, role=self.name).strip().splitlines()
+        if not execute:
+            lines = [ln for ln in lines if "EXECUTE" not in ln]
+        self._admin(f"SET ROLE {self.owner}; " + " ".join(lines))
+
+    def grant_execute(self) -> None:
+        line = next(ln for ln in SINK_GRANTS.splitlines() if "EXECUTE" in ln)
+        self._admin(f"SET ROLE {self.owner}; " + line.format(schema=self.p.schema, role=self.name))
+
+    def dsn(self, base: str | None = None) -> str:
+        return _with_user(base or self.p.stack.dsn, self.name, self.password)
+
+    def with_password(self, password: str) -> str:
+        """This role's DSN with another password (for wrong-password tests)."""
+        return _with_user(self.p.stack.dsn, self.name, password)
+
+    def drop(self) -> None:
+        self._admin(f"DROP OWNED BY {self.name}; DROP ROLE IF EXISTS {self.name}")
+
+
+@pytest.fixture(name="sink_role")
+def sink_role_fixture(pipeline: Pipeline) -> Iterator[SinkRole]:
+    role = SinkRole(pipeline)
+    try:
+        yield role
+    finally:
+        role.drop()
+
+
+def migrate_as_owner(p: Pipeline) -> None:
+    proc = subprocess.run(
+        metrictui_cmd("--config", str(p.config_path), "migrate"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "002_partition_function.sql" in proc.stdout

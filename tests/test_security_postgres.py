@@ -1,29 +1,30 @@
 """PostgreSQL security (issue 4, cases 15 and 19): TLS with sslmode=verify-full, and a sink
 that runs under a role allowed only to SELECT and INSERT while migrations run as the owner.
 
-The grants below are the ones README ("Least privilege") tells operators to run; daily
-partitions come from `ensure_day_partitions()` (sql/002), which runs with the owner's rights.
+The grants (faults.SINK_GRANTS) are the ones README ("Least privilege") tells operators to
+run; daily partitions come from `ensure_day_partitions()` (sql/002), with the owner's rights.
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit
 
 import psycopg
 import pytest
 from conftest import Pipeline, metrictui_cmd
 from faults import (
     Agents,
+    SinkRole,
     agents_fixture,  # noqa: F401 - fixture
     assert_conserved,
     config_variant,
+    migrate_as_owner,
     run_briefly,
+    sink_role_fixture,  # noqa: F401 - fixture
     stored_count,
     wait_for,
 )
@@ -33,87 +34,6 @@ from sites import LocalSites
 from engine.envelope import encode_event
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
-
-# Run as the schema owner (the role that applies the migrations), once per sink role.
-SINK_GRANTS = """
-GRANT USAGE ON SCHEMA {schema} TO {role};
-GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA {schema} TO {role};
-GRANT EXECUTE ON FUNCTION {schema}.ensure_day_partitions(date[]) TO {role};
-ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT SELECT, INSERT ON TABLES TO {role};
-"""
-
-
-def _with_user(dsn: str, user: str, password: str) -> str:
-    parts = urlsplit(dsn)
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit(parts._replace(netloc=f"{user}:{quote(password)}@{host}"))
-
-
-class SinkRole:
-    """A LOGIN role created for one test (by the superuser) and dropped afterwards."""
-
-    def __init__(self, p: Pipeline) -> None:
-        assert p.stack.admin_dsn, "the stack's env.json names the superuser DSN"
-        self.p = p
-        self.name = f"sink_{p.schema}"
-        self.password = secrets.token_urlsafe(18)
-        self.owner = urlsplit(p.stack.dsn).username or ""
-        self._admin(f"CREATE ROLE {self.name} LOGIN PASSWORD '{self.password}'")
-
-    def _admin(self, statement: str) -> list[tuple[object, ...]]:
-        """As the superuser, in the application's database."""
-        assert self.p.stack.admin_dsn is not None
-        admin = urlsplit(self.p.stack.admin_dsn)
-        dsn = urlunsplit(admin._replace(path=urlsplit(self.p.stack.dsn).path))
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            cur = conn.execute(statement.encode())
-            return cur.fetchall() if cur.description else []
-
-    def sessions_use_tls(self) -> list[bool]:
-        return [
-            bool(row[0])
-            for row in self._admin(
-                "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)"
-                f" WHERE a.usename = '{self.name}'"
-            )
-        ]
-
-    def grant(self, *, execute: bool = True) -> None:
-        """The documented grants, run as the owner (SET ROLE from the superuser)."""
-        lines = SINK_GRANTS.format(schema=self.p.schema, role=self.name).strip().splitlines()
-        if not execute:
-            lines = [ln for ln in lines if "EXECUTE" not in ln]
-        self._admin(f"SET ROLE {self.owner}; " + " ".join(lines))
-
-    def grant_execute(self) -> None:
-        line = next(ln for ln in SINK_GRANTS.splitlines() if "EXECUTE" in ln)
-        self._admin(f"SET ROLE {self.owner}; " + line.format(schema=self.p.schema, role=self.name))
-
-    def dsn(self, base: str | None = None) -> str:
-        return _with_user(base or self.p.stack.dsn, self.name, self.password)
-
-    def drop(self) -> None:
-        self._admin(f"DROP OWNED BY {self.name}; DROP ROLE IF EXISTS {self.name}")
-
-
-@pytest.fixture
-def sink_role(pipeline: Pipeline) -> Iterator[SinkRole]:
-    role = SinkRole(pipeline)
-    try:
-        yield role
-    finally:
-        role.drop()
-
-
-def _migrate_as_owner(p: Pipeline) -> None:
-    proc = subprocess.run(
-        metrictui_cmd("--config", str(p.config_path), "migrate"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "002_partition_function.sql" in proc.stdout
 
 
 def _old_event(days: int) -> bytes:
@@ -125,7 +45,7 @@ def _old_event(days: int) -> bytes:
 def test_sink_under_an_insert_select_role_stores_everything_and_cannot_drop_or_delete(
     pipeline: Pipeline, agents: Agents, local_sites: LocalSites, sink_role: SinkRole
 ) -> None:
-    _migrate_as_owner(pipeline)
+    migrate_as_owner(pipeline)
     sink_role.grant()
     # The restricted sink also talks to PostgreSQL over TLS, verify-full (case 15).
     restricted = config_variant(
@@ -189,7 +109,7 @@ def test_missing_grant_holds_the_batch_instead_of_dead_lettering_it(
 ) -> None:
     """Permission denied is the operator's to fix, not the events' fault: no dead letters,
     no offset commits; once EXECUTE is granted, everything lands."""
-    _migrate_as_owner(pipeline)
+    migrate_as_owner(pipeline)
     sink_role.grant(execute=False)
     restricted = config_variant(
         pipeline, "sink.toml", postgres={"dsn": sink_role.dsn(), "migrate_on_start": False}
@@ -218,7 +138,7 @@ def test_missing_grant_holds_the_batch_instead_of_dead_lettering_it(
 def test_restricted_role_cannot_migrate_and_says_so_in_one_line(
     pipeline: Pipeline, sink_role: SinkRole
 ) -> None:
-    _migrate_as_owner(pipeline)
+    migrate_as_owner(pipeline)
     sink_role.grant()
     pipeline.write_config(postgres={"dsn": sink_role.dsn(), "migrate_on_start": True})
     code, output, took = run_briefly(pipeline, "consumer")
