@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -64,11 +65,15 @@ def encode_event(
 
 
 def new_event_id() -> str:
-    """A random (version 4) UUID as text, like `str(uuid.uuid4())` at a quarter of the cost:
-    the producer makes one per event."""
-    h = os.urandom(16).hex()
+    """A new event id: a time-ordered UUID (version 7: 48 bits of Unix milliseconds, then 74
+    random bits), as text, at a fraction of the cost of `str(uuid.uuid4())`.
+
+    Time order matters to the sink: ids land in the `events` primary key in roughly increasing
+    order, so its index grows at the right edge instead of touching random pages all over.
+    """
+    h = (time.time_ns() // 1_000_000).to_bytes(6, "big").hex() + os.urandom(10).hex()
     variant = "89ab"[int(h[16], 16) & 3]
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:]}"
+    return f"{h[:8]}-{h[8:12]}-7{h[13:16]}-{variant}{h[17:20]}-{h[20:]}"
 
 
 def metrics_payload(samples: Iterable[Any]) -> dict[str, Any]:
@@ -160,6 +165,18 @@ def _opt_number(d: Mapping[str, Any], key: str) -> float | None:
     if not math.isfinite(value):
         raise Invalid(f"non_finite: {key}")
     return float(value)
+
+
+_REAL_MAX = 3.4028234663852886e38
+
+
+def _opt_real(d: Mapping[str, Any], key: str) -> float | None:
+    """A number for a `real` (float4) column: beyond its range the database would reject the
+    whole batch, so the event is set aside as a dead letter instead."""
+    value = _opt_number(d, key)
+    if value is not None and abs(value) > _REAL_MAX:
+        raise Invalid(f"out_of_range: {key}")
+    return value
 
 
 def _opt_int(d: Mapping[str, Any], key: str) -> int | None:
@@ -336,11 +353,11 @@ def _check_row(p: Mapping[str, Any]) -> tuple[Any, ...]:
         _opt_int(p, "status_code"),
         _opt_text(p, "reason", 100),
         _opt_text(p, "error"),
-        _opt_number(p, "dns_ms"),
-        _opt_number(p, "connect_ms"),
-        _opt_number(p, "tls_ms"),
-        _opt_number(p, "ttfb_ms"),
-        _opt_number(p, "total_ms"),
+        _opt_real(p, "dns_ms"),
+        _opt_real(p, "connect_ms"),
+        _opt_real(p, "tls_ms"),
+        _opt_real(p, "ttfb_ms"),
+        _opt_real(p, "total_ms"),
         _opt_bool(p, "content_match"),
         None if cert is None else _timestamp(cert, "cert_expires_at"),
         _opt_text(p, "resolved_ip", 100),

@@ -8,6 +8,7 @@ per-sample loop, against what PostgreSQL reads back, or against uuid and aiokafk
 from __future__ import annotations
 
 import math
+import time
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -21,6 +22,8 @@ from hypothesis import strategies as st
 
 from engine.collectors import COLLECTOR_NAMES, HostCollector
 from engine.envelope import (
+    CHECK_FIELDS,
+    CheckEvent,
     Invalid,
     MetricsEvent,
     _samples,
@@ -137,12 +140,30 @@ async def test_an_event_repeated_within_one_batch_is_stored_once(pipeline: Pipel
     assert pipeline.query("SELECT count(*) FROM samples_v") == [(2,)]
 
 
-def test_new_event_ids_are_distinct_version_4_uuids() -> None:
+def test_new_event_ids_are_distinct_time_ordered_uuids() -> None:
+    before = time.time_ns() // 1_000_000
     ids = [new_event_id() for _ in range(20_000)]
+    after = time.time_ns() // 1_000_000
     assert len(set(ids)) == len(ids)
     parsed = [uuid.UUID(i) for i in ids]
-    assert all(u.version == 4 and u.variant == uuid.RFC_4122 for u in parsed)
+    assert all(u.version == 7 and u.variant == uuid.RFC_4122 for u in parsed)
     assert all(str(u) == i for u, i in zip(parsed, ids, strict=True))
+    millis = [u.int >> 80 for u in parsed]
+    assert before <= min(millis) and max(millis) <= after
+    assert millis == sorted(millis)
+
+
+def test_a_timing_beyond_the_real_column_range_is_a_dead_letter_not_a_crash() -> None:
+    now = datetime.now(UTC)
+    payload = {"target": "t", "url": "http://x/", "method": "GET", "ok": True, "dns_ms": 1e300}
+    raw = encode_event("check", "a", "h", now, payload)
+    with pytest.raises(Invalid, match="out_of_range: dns_ms"):
+        decode_event(raw, now=now, max_age=timedelta(days=1))
+    payload["dns_ms"] = 3.0e38
+    event = decode_event(
+        encode_event("check", "a", "h", now, payload), now=now, max_age=timedelta(days=1)
+    )
+    assert event.row[7] == 3.0e38
 
 
 @pytest.mark.parametrize(
@@ -167,3 +188,25 @@ def test_key_partitioner_agrees_with_aiokafka(key: bytes, partitions: int) -> No
     expected = DefaultPartitioner()(key, all_partitions, all_partitions)
     assert ours(key, all_partitions, all_partitions) == expected
     assert ours(key, all_partitions, []) == expected  # remembered, and unavailability ignored
+
+
+async def test_binary_copy_check_rows_read_back_exactly(pipeline: Pipeline) -> None:
+    await migrate(pipeline.stack.dsn, pipeline.schema)
+    store = Store(pipeline.stack.dsn, pipeline.schema)
+    await store.connect()
+    at = datetime.now(UTC).replace(microsecond=654321)
+    cert = datetime(2027, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
+    full = ("web ✓", "https://x/é?q=1", "GET", True, 200, None, None)
+    full += (1.5, 2.25, 3.0, 0.125, 7.75, True, cert, "192.0.2.7")
+    bare = ("down", "http://y/", "HEAD", False, None, "timeout", "no answer in 5 s")
+    bare += (None, None, None, None, 9.5, None, None, None)
+    events = [CheckEvent(uuid.uuid4(), "agent-ü", "h", at, row) for row in (full, bare)]
+    try:
+        result = await store.write_batch([], events, [])
+    finally:
+        await store.close()
+    assert result.rows == 2
+    columns = ", ".join(f'"{c}"' for c in ("ts", "event_id", "agent", *CHECK_FIELDS))
+    got = sorted(pipeline.query(f"SELECT {columns} FROM checks"), key=lambda r: r[3])
+    want = sorted(((at, e.event_id, e.agent, *e.row) for e in events), key=lambda r: r[3])
+    assert got == want
