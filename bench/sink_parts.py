@@ -48,8 +48,8 @@ class SinkRunner:
         await self.sink.store.ensure_partitions(days)
         original = self.sink.store.write_batch
 
-        async def timed(metrics: Any, checks: Any, dead: Any) -> WriteResult:
-            result = await original(metrics, checks, dead)
+        async def timed(metrics: Any, checks: Any, dead: Any, *rest: Any) -> WriteResult:
+            result = await original(metrics, checks, dead, *rest)
             self.last_commit = time.perf_counter()
             self.rows += result.rows
             self.events += result.events

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import random
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -155,7 +154,5 @@ def days_of(messages: Sequence[Message]) -> set[date]:
 
 
 def encode(spec: EventSpec) -> Message:
-    value = encode_event(
-        spec.kind, spec.agent, spec.host, spec.observed_at, spec.payload, event_id=uuid.uuid4()
-    )
+    value = encode_event(spec.kind, spec.agent, spec.host, spec.observed_at, spec.payload)
     return Message(spec.kind == "metrics", spec.key, value, spec.rows)

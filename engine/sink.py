@@ -30,7 +30,7 @@ from engine.envelope import CheckEvent, Invalid, MetricsEvent, decode_event
 from engine.errors import ConnectError
 from engine.kafka_settings import client_kwargs
 from engine.stats import Stats
-from engine.store import DeadLetter, Store, WriteResult
+from engine.store import DeadLetter, Encoded, Store, WriteResult
 
 log = logging.getLogger("metrictui.sink")
 
@@ -73,6 +73,8 @@ class _Batch:
     """Offsets to commit once the rows are in (last offset + 1, per partition)."""
     first: dict[TopicPartition, int]
     """First offset per partition: lag counts from here until the batch is written."""
+    encoded: Encoded
+    """Its rows in COPY form, made while the previous batch was being written."""
 
 
 def _oldest_first(batches: list[dict[TopicPartition, int]]) -> dict[TopicPartition, int]:
@@ -222,12 +224,15 @@ class Sink:
         first = {tp: msgs[0].offset for tp, msgs in batch.items() if msgs}  # type: ignore[attr-defined]
         self._unwritten.append(first)
         self._pending = _oldest_first(self._unwritten)
-        return _Batch(metrics, checks, dead, offsets, first)
+        encoded = self.store.encode(metrics, checks)
+        return _Batch(metrics, checks, dead, offsets, first, encoded)
 
     async def _store(self, batch: _Batch) -> None:
         """Write one decoded batch, then commit its offsets (never before its rows are in)."""
         try:
-            result = await self._write_until_done(batch.metrics, batch.checks, batch.dead)
+            result = await self._write_until_done(
+                batch.metrics, batch.checks, batch.dead, batch.encoded
+            )
             if result is None:
                 return  # stopping: nothing committed, the batch is read again next time
             self._account(result)
@@ -241,6 +246,7 @@ class Sink:
         metrics: list[MetricsEvent],
         checks: list[CheckEvent],
         dead: list[DeadLetter],
+        encoded: Encoded | None = None,
     ) -> WriteResult | None:
         """Write the batch, retrying while PostgreSQL cannot take it; None if asked to stop.
 
@@ -257,7 +263,7 @@ class Sink:
                     await self.store.connect()
                     log.info("PostgreSQL connection restored")
                 try:
-                    result = await self.store.write_batch(metrics, checks, dead)
+                    result = await self.store.write_batch(metrics, checks, dead, encoded)
                 except psycopg.Error as exc:
                     if not rejects_content(exc):
                         raise

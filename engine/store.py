@@ -120,6 +120,19 @@ class WriteResult:
     elapsed_ms: float = 0.0
 
 
+@dataclass(slots=True)
+class Encoded:
+    """A batch's rows in binary COPY form, made ahead of its transaction by `Store.encode`.
+
+    Pure CPU, so the sink makes it while PostgreSQL still writes the previous batch. Events
+    with a series that is not cached yet are left in `unknown`; `write_batch` resolves them.
+    """
+
+    samples: dict[uuid.UUID, bytes] = field(default_factory=dict)
+    checks: dict[uuid.UUID, bytes] = field(default_factory=dict)
+    unknown: list[MetricsEvent] = field(default_factory=list)
+
+
 @dataclass
 class Store:
     """One PostgreSQL connection used by one sink; caches series ids and known partitions."""
@@ -231,24 +244,28 @@ class Store:
         metrics: Sequence[MetricsEvent],
         checks: Sequence[CheckEvent],
         dead: Sequence[DeadLetter],
+        encoded: Encoded | None = None,
     ) -> WriteResult:
-        """Write one batch in one transaction; returns what was new and what was a duplicate."""
+        """Write one batch in one transaction; returns what was new and what was a duplicate.
+
+        `encoded` is `encode(metrics, checks)` made earlier (else it is made here)."""
         assert self.conn is not None
         started = time.perf_counter()
         result = WriteResult()
         events: list[MetricsEvent | CheckEvent] = [*metrics, *checks]
         if events:
             await self.ensure_partitions({e.observed_at.astimezone(UTC).date() for e in events})
-        sample_rows = await self._sample_rows(metrics) if metrics else {}
+        encoded = encoded if encoded is not None else self.encode(metrics, checks)
+        await self._resolve_unknown(encoded)
         async with self.conn.transaction():
             new_ids = await self._claim_events(events) if events else set()
             result.duplicates = len(events) - len(new_ids)
             fresh_metrics: list[MetricsEvent] = first_of_each(metrics, new_ids)
             fresh_checks: list[CheckEvent] = first_of_each(checks, new_ids)
             if fresh_metrics:
-                result.rows += await self._copy_samples(fresh_metrics, sample_rows)
+                result.rows += await self._copy_samples(fresh_metrics, encoded.samples)
             if fresh_checks:
-                result.rows += await self._copy_checks(fresh_checks)
+                result.rows += await self._copy_checks(fresh_checks, encoded.checks)
             if dead:
                 result.dead_letters = await self._insert_dead_letters(dead)
         result.events = len(new_ids)
@@ -277,27 +294,35 @@ class Store:
         )
         return {row[0] for row in await cur.fetchall()}
 
-    async def _sample_rows(self, events: Sequence[MetricsEvent]) -> dict[uuid.UUID, bytes]:
-        """Each event's samples as binary COPY rows, built before the batch transaction:
-        series that are not cached yet are resolved (and committed) first."""
-        rows: dict[uuid.UUID, bytes] = {}
-        unknown: list[MetricsEvent] = []
-        for e in events:
-            if e.event_id in rows:
-                continue  # the first of a repeated event is the one copied (first_of_each)
+    def encode(self, metrics: Sequence[MetricsEvent], checks: Sequence[CheckEvent]) -> Encoded:
+        """Binary COPY rows of every event, by event id (the first of a repeated event, as
+        `first_of_each` copies). Metrics events with an uncached series go to `unknown`."""
+        encoded = Encoded()
+        rows, unknown_ids = encoded.samples, set()
+        for e in metrics:
+            if e.event_id in rows or e.event_id in unknown_ids:
+                continue
             try:
                 rows[e.event_id] = self._encode_samples(e)
             except KeyError:
-                unknown.append(e)
-        if unknown:
-            keys: set[tuple[str, str, str, str, str]] = set()
-            for e in unknown:
-                metrics, labels, _, units = zip(*e.samples, strict=True)
-                keys.update(zip(repeat(e.agent), repeat(e.host), metrics, labels, units))
-            await self.resolve_series(keys)
-            for e in unknown:
-                rows.setdefault(e.event_id, self._encode_samples(e))
-        return rows
+                encoded.unknown.append(e)
+                unknown_ids.add(e.event_id)
+        for c in checks:
+            encoded.checks.setdefault(c.event_id, check_copy_row(c))
+        return encoded
+
+    async def _resolve_unknown(self, encoded: Encoded) -> None:
+        """Resolve (and commit) the series `encode` did not know, then encode their events."""
+        if not encoded.unknown:
+            return
+        keys: set[tuple[str, str, str, str, str]] = set()
+        for e in encoded.unknown:
+            metrics, labels, _, units = zip(*e.samples, strict=True)
+            keys.update(zip(repeat(e.agent), repeat(e.host), metrics, labels, units))
+        await self.resolve_series(keys)
+        for e in encoded.unknown:
+            encoded.samples.setdefault(e.event_id, self._encode_samples(e))
+        encoded.unknown = []
 
     def _encode_samples(self, e: MetricsEvent) -> bytes:
         """Binary COPY rows (ts, series_id, value) of one event; KeyError for an unknown series.
@@ -322,12 +347,14 @@ class Store:
                 await copy.write(data)
         return sum(len(e.samples) for e in events)
 
-    async def _copy_checks(self, events: Sequence[CheckEvent]) -> int:
+    async def _copy_checks(
+        self, events: Sequence[CheckEvent], rows: Mapping[uuid.UUID, bytes]
+    ) -> int:
         assert self.conn is not None
         columns = sql.SQL(", ").join(
             sql.Identifier(c) for c in ("ts", "event_id", "agent", *CHECK_FIELDS)
         )
-        data = b"".join([_COPY_SIGNATURE, *map(check_copy_row, events), _COPY_TRAILER])
+        data = b"".join([_COPY_SIGNATURE, *(rows[e.event_id] for e in events), _COPY_TRAILER])
         async with self.conn.cursor() as cur:
             copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)")
             async with cur.copy(copy_sql.format(self._t("checks"), columns)) as copy:
