@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -96,18 +97,23 @@ async def raw_copy(config: Config, messages: Sequence[Message]) -> Throughput:
     return Throughput(len(messages), sum(m.rows for m in messages), elapsed)
 
 
-async def naive_sink(config: Config, messages: Sequence[Message], limit: int) -> Throughput:
+async def naive_sink(
+    config: Config, messages: Sequence[Message], limit: int, *, per_row: bool = False
+) -> Throughput:
     """What simple implementations do: per message, stdlib json, one INSERT, one commit.
 
-    It writes `limit` messages spread evenly over the data (so the mix of metrics and check
-    events is the data's); they are taken from memory, as reading them from Kafka costs
-    microseconds against the milliseconds of a commit.
+    A metrics message is one multi-row INSERT of its samples; with `per_row`, one INSERT per
+    sample (still one commit per message). It writes `limit` messages drawn at random (fixed
+    seed) from the data, so the mix of metrics and check events is the data's; they are
+    taken from memory, as reading them from Kafka costs microseconds against the
+    milliseconds of a commit.
     """
     store = await prepared_store(config, decode_all(messages))
     series = dict(store._series)
     await store.close()
     assert config.postgres.dsn is not None
-    sample = messages[:: max(1, len(messages) // limit)][:limit]
+    picked = sorted(random.Random(5).sample(range(len(messages)), min(limit, len(messages))))
+    sample = [messages[i] for i in picked]
     schema = config.postgres.schema
     check_columns = ", ".join(f'"{c}"' for c in ("ts", "event_id", "agent", *CHECK_FIELDS))
     check_insert = (
@@ -119,7 +125,7 @@ async def naive_sink(config: Config, messages: Sequence[Message], limit: int) ->
         async with asyncio.timeout(TIMEOUT_S):
             started = time.perf_counter()
             for m in sample:
-                rows += await _naive_write(conn, schema, check_insert, series, m.value)
+                rows += await _naive_write(conn, schema, check_insert, series, m.value, per_row)
             elapsed = time.perf_counter() - started
     finally:
         await conn.close()
@@ -132,6 +138,7 @@ async def _naive_write(
     check_insert: str,
     series: dict[SeriesKey, int],
     value: bytes,
+    per_row: bool,
 ) -> int:
     doc = json.loads(value)
     ts = datetime.fromisoformat(doc["observed_at"])
@@ -141,10 +148,14 @@ async def _naive_write(
         for metric, labels, v, unit in payload["samples"]:
             key = json.dumps(labels, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
             params += [ts, series[(agent, host, metric, key, unit)], v]
-        values = ", ".join(["(%s, %s, %s)"] * (len(params) // 3))
-        query = f'INSERT INTO "{schema}".samples (ts, series_id, value) VALUES {values}'
-        await conn.execute(query.encode(), params)
         rows = len(params) // 3
+        insert = f'INSERT INTO "{schema}".samples (ts, series_id, value) VALUES '
+        if per_row:
+            for i in range(rows):
+                await conn.execute((insert + "(%s, %s, %s)").encode(), params[3 * i : 3 * i + 3])
+        else:
+            values = ", ".join(["(%s, %s, %s)"] * rows)
+            await conn.execute((insert + values).encode(), params)
     else:
         cert = payload.get("cert_expires_at")
         row = [ts, doc["id"], agent, *(payload.get(c) for c in CHECK_FIELDS)]
