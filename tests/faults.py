@@ -20,6 +20,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -51,9 +52,16 @@ def stack_cmd(*args: str, timeout: float = 180.0) -> None:
 class Servers:
     """Stops and starts the stack's Kafka and PostgreSQL; remembers what it must restore."""
 
+    # Kafka takes 8-15 s to answer after `kafka-start` here: launched this long before the
+    # end of an outage window, it is back at the end of it, not 10 s later.
+    KAFKA_START_S = 8.0
+
     def __init__(self) -> None:
         self.kafka_down = False
         self.pg_down = False
+        self._starting: threading.Thread | None = None
+        self._start_error: BaseException | None = None
+        self.kafka_back_at: float | None = None
 
     def kafka_stop(self, *, kill: bool = False) -> None:
         self.kafka_down = True
@@ -62,6 +70,30 @@ class Servers:
     def kafka_start(self) -> None:
         stack_cmd("kafka-start")
         self.kafka_down = False
+        self.kafka_back_at = time.monotonic()
+
+    def kafka_back_after(self, down_at: float, outage_s: float) -> None:
+        """Start Kafka in the background so it answers about `outage_s` after `down_at`."""
+
+        def start() -> None:
+            time.sleep(max(0.0, down_at + outage_s - self.KAFKA_START_S - time.monotonic()))
+            try:
+                self.kafka_start()
+            except BaseException as exc:  # pytest.fail() in a thread: re-raised by the join
+                self._start_error = exc
+
+        self._starting = threading.Thread(target=start, name="kafka-start", daemon=True)
+        self._starting.start()
+
+    def wait_kafka_back(self, timeout: float = 180.0) -> float:
+        """Wait for kafka_back_after(); returns when Kafka answered (monotonic)."""
+        assert self._starting is not None
+        self._starting.join(timeout)
+        self._starting = None
+        if self._start_error is not None:
+            raise self._start_error
+        assert self.kafka_back_at is not None and not self.kafka_down
+        return self.kafka_back_at
 
     def pg_stop(self, *, kill: bool = False) -> None:
         self.pg_down = True
@@ -73,6 +105,8 @@ class Servers:
 
     def restore(self) -> None:
         """Bring back whatever this test stopped (idempotent: a running server is reused)."""
+        if self._starting is not None:
+            self._starting.join(180)
         if self.kafka_down:
             self.kafka_start()
         if self.pg_down:

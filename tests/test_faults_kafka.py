@@ -39,6 +39,10 @@ def _targets(sites: LocalSites) -> list[dict[str, object]]:
     ]
 
 
+def _sleep_until(deadline: float) -> None:
+    time.sleep(max(0.0, deadline - time.monotonic()))
+
+
 def _spool(status: dict[str, str]) -> int:
     """Spool depth from a status line; -1 before the first status line."""
     return int(status.get("spool", "-1"))
@@ -50,14 +54,16 @@ def test_kafka_down_at_agent_start_then_up_30s_later_loses_nothing(
     pipeline.write_targets(_targets(local_sites))
     servers.kafka_stop()
     down_at = time.monotonic()
+    servers.kafka_back_after(down_at, OUTAGE_S)
     producer = agents.start("producer")
     consumer = agents.start("consumer")
     wait_for(lambda: _spool(producer.last_status()) >= 5, 30, "the agent to spool")
-    time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down_at)))
+    _sleep_until(down_at + OUTAGE_S - servers.KAFKA_START_S - 1)
     assert producer.running and consumer.running, agents.logs()
     spooled = _spool(producer.last_status())
     assert producer.last_status()["kafka"] in ("down", "connecting")
-    servers.kafka_start()
+    outage = servers.wait_kafka_back() - down_at
+    assert outage >= OUTAGE_S - 2, f"Kafka was away {outage:.0f} s"
     wait_for(lambda: _spool(producer.last_status()) == 0, 60, "the spool to be replayed")
     wait_for(lambda: stored_count(pipeline) >= spooled, 60, "the consumer to catch up")
     time.sleep(2)
@@ -83,16 +89,17 @@ def test_broker_sigkill_mid_stream_back_after_30s_spools_and_replays_in_order(
     wait_for(lambda: stored_count(pipeline) >= 5, 60, "the first events in PostgreSQL")
     servers.kafka_stop(kill=True)
     killed_at = time.monotonic()
+    servers.kafka_back_after(killed_at, OUTAGE_S)
     wait_for(lambda: _spool(producer.last_status()) >= 5, 30, "the agent to spool")
-    time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - killed_at)))
+    _sleep_until(killed_at + OUTAGE_S - servers.KAFKA_START_S - 1)
     assert producer.running and consumer.running, agents.logs()
     status = producer.last_status()
     assert status["kafka"] in ("down", "connecting"), status
     spooled = _spool(status)
     # The agent kept collecting and checking while the broker was dead.
-    assert spooled >= OUTAGE_S * 2, status
-    servers.kafka_start()
-    back_at = time.monotonic()
+    assert spooled >= (OUTAGE_S - servers.KAFKA_START_S) * 2, status
+    back_at = servers.wait_kafka_back()
+    assert back_at - killed_at >= OUTAGE_S - 2, f"Kafka was away {back_at - killed_at:.0f} s"
     wait_for(lambda: _spool(producer.last_status()) == 0, 60, "the spool to be replayed")
     replay_s = time.monotonic() - back_at
     wait_for(lambda: consumer.last_status().get("kafka") == "connected", 60, "consumer back")

@@ -4,7 +4,8 @@ exactly once, or counted as dropped (the OLDEST ones, by policy); memory and dis
 
 Accounting is exact because these agents send only check events (`metrics = []`): the final
 status line's `checks=N` is every event the agent made, so N == (distinct events on the topic)
-+ spool_dropped, and the topic equals PostgreSQL.
++ spool_dropped (up to the few events in doubt when the broker died), and the topic equals
+PostgreSQL.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from engine.spool import Spool
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
+IN_DOUBT_MAX = 25  # a few linger batches in flight when the broker was killed
 PAD = "p" * 1700  # ~2 KB per check event: the spool fills in seconds, not minutes
 
 
@@ -76,7 +78,11 @@ def _assert_accounted(p: Pipeline, agent: Agent) -> tuple[int, int, int]:
     made, dropped = int(final["checks"]), int(final["spool_dropped"])
     result = assert_conserved(p, min_events=1)
     assert result.metrics_events == 0
-    assert made == result.check_events + dropped, (made, result.check_events, dropped)
+    # Never fewer (that would be an event silently lost). A few more are possible: events the
+    # killed broker had written but not yet acknowledged are in doubt, so they were spooled,
+    # and if the cap (or a full disk) then dropped them they are counted though delivered.
+    in_doubt = result.check_events + dropped - made
+    assert 0 <= in_doubt <= IN_DOUBT_MAX, (made, result.check_events, dropped)
     return made, result.check_events, dropped
 
 
@@ -147,7 +153,9 @@ def test_spool_cap_drops_the_oldest_counts_them_and_stays_bounded(
         if first_drop_at is None and _status(producer, "spool_dropped") > 0:
             first_drop_at = time.monotonic()
             rss_at_first_drop = rss[-1]
-        if first_drop_at is not None and time.monotonic() - first_drop_at > 8:
+            # Kafka takes longer to come back than we watch the full spool: start it now.
+            servers.kafka_back_after(first_drop_at, servers.KAFKA_START_S)
+        if first_drop_at is not None and time.monotonic() - first_drop_at > 5:
             break
         time.sleep(0.5)
     assert first_drop_at is not None, f"the spool never reached its cap: {producer.tail()}"
@@ -161,7 +169,7 @@ def test_spool_cap_drops_the_oldest_counts_them_and_stays_bounded(
     assert scrape(port)["metrictui_spool_dropped_total"] >= dropped_shown
     assert "spool reached its cap of 1 MB" in producer.text()
     assert "oldest events" in producer.text()
-    servers.kafka_start()
+    servers.wait_kafka_back()
     wait_for(lambda: _status(producer, "spool") == 0, 60, "the kept events to be replayed")
     time.sleep(1)
     code, _ = producer.stop()

@@ -103,14 +103,15 @@ def _bad_tls(p: Pipeline, case: str) -> tuple[dict[str, object], str]:
     raise AssertionError(case)
 
 
-@pytest.mark.parametrize("role", ["producer", "consumer"])
 @pytest.mark.parametrize(
-    "case",
+    ("case", "role"),
     [
-        "wrong CA",
-        "wrong client certificate",
-        "hostname mismatch",
-        "plaintext client on the TLS port",
+        ("wrong CA", "producer"),
+        ("wrong CA", "consumer"),
+        ("wrong client certificate", "producer"),
+        ("wrong client certificate", "consumer"),
+        ("hostname mismatch", "producer"),
+        ("plaintext client on the TLS port", "consumer"),
     ],
 )
 def test_broken_tls_fails_fast_with_one_clear_line(
@@ -144,11 +145,14 @@ def test_tls_client_never_falls_back_to_plaintext(pipeline: Pipeline, agents: Ag
     assert code == 0, producer.tail()
 
 
-@pytest.mark.parametrize("role", ["producer", "consumer"])
 @pytest.mark.parametrize(
-    ("mechanism", "user"),
-    [("SCRAM-SHA-256", None), ("SCRAM-SHA-512", None), ("SCRAM-SHA-512", "nobody")],
-    ids=["256-wrong-password", "512-wrong-password", "512-unknown-user"],
+    ("mechanism", "user", "role"),
+    [
+        ("SCRAM-SHA-256", None, "producer"),
+        ("SCRAM-SHA-512", None, "consumer"),
+        ("SCRAM-SHA-512", "nobody", "producer"),
+    ],
+    ids=["256-wrong-password-producer", "512-wrong-password-consumer", "512-unknown-user"],
 )
 def test_wrong_scram_credentials_fail_fast_with_one_clear_line(
     pipeline: Pipeline, mechanism: str, user: str | None, role: str

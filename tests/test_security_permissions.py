@@ -57,16 +57,19 @@ def _warnings(config: Path) -> list[str]:
     return [ln for ln in proc.stderr.splitlines() if ln.startswith("metrictui: warning:")]
 
 
-@pytest.mark.parametrize("which", ["config", "targets", "key", "sasl", "dsn"])
-@pytest.mark.parametrize("mode", [0o640, 0o604])
-def test_a_secret_file_readable_by_group_or_others_is_named_in_a_warning(
-    tmp_path: Path, which: str, mode: int
+@pytest.mark.parametrize("mode", [0o640, 0o604], ids=["group", "others"])
+def test_secret_files_readable_by_group_or_others_are_each_named_in_a_warning(
+    tmp_path: Path, mode: int
 ) -> None:
     files = _setup(tmp_path)
-    files[which].chmod(mode)
+    secret_files = [files[k] for k in ("config", "targets", "key", "sasl", "dsn")]
+    for f in secret_files:
+        f.chmod(mode)
     warnings = _warnings(files["config"])
-    assert len(warnings) == 1, warnings
-    assert str(files[which]) in warnings[0] and "chmod 600" in warnings[0], warnings
+    assert len(warnings) == len(secret_files), warnings
+    for f in secret_files:
+        named = [w for w in warnings if f"{f}:" in w or f"{f} " in w]
+        assert len(named) == 1 and "chmod 600" in named[0], (f, warnings)
 
 
 def test_owner_only_files_and_public_certificates_give_no_warning(tmp_path: Path) -> None:
