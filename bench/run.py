@@ -15,6 +15,7 @@ import logging
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -226,19 +227,22 @@ class Run:
         self.results["agent_rss_max_mb"] = round(a.rss_max_mb, 1)
 
     async def tui(self) -> None:
+        """Pairs of drains, headless and attached back to back (which goes first alternates):
+        the median of the pairs' ratios, since a pair shares the machine's mood."""
         messages, _ = await self.data()
         rows, events = sum(m.rows for m in messages), len(messages)
         env = self.env
-        headless: list[Throughput] = []
-        attached: list[Throughput] = []
+        ratios: list[float] = []
         for i in range(self.scale.tui_repeat):
-            for tui, runs in ((False, headless), (True, attached)):
+            pair: dict[bool, Throughput] = {}
+            for tui in (False, True) if i % 2 == 0 else (True, False):
                 part = f"{'tui' if tui else 'headless'}{i}"
                 config, _ = env.config(part, env.names(part, topics_of="data"))
                 t = await engine_drain(config, rows, events, tui=tui)
-                runs.append(self.note("TUI" if tui else "headless", t))
-        ratio_ = ratio(best(attached).rows_per_s, best(headless).rows_per_s)
-        self.results["tui_vs_headless"] = ratio_
+                pair[tui] = self.note("TUI" if tui else "headless", t)
+            ratios.append(pair[True].rows_per_s / pair[False].rows_per_s)
+        self.results["tui_vs_headless"] = statistics.median(ratios)
+        self.results["tui_vs_headless_pairs"] = [round(x, 3) for x in ratios]
 
 
 def _round(value: float | None, digits: int = 1) -> float | None:

@@ -78,6 +78,6 @@ SCALES = {
         agent_target_interval_s=10.0,
         agent_warmup_s=20.0,
         agent_s=120.0,
-        tui_repeat=2,
+        tui_repeat=3,
     ),
 }
