@@ -14,6 +14,8 @@ class Throughput:
     items: int
     rows: int
     seconds: float
+    cpu_s: float | None = None
+    """CPU time of this process over the same window, where measured."""
 
     @property
     def items_per_s(self) -> float:

@@ -33,9 +33,12 @@ async def _drain(engine: Engine, rows: int, events: int) -> Throughput:
     try:
         async with asyncio.timeout(TIMEOUT_S):
             started = await wait_assigned(lambda: engine.sink.consumer if engine.sink else None)
+            cpu = time.process_time()
             while engine.stats.inserted.total < rows:
                 await asyncio.sleep(0.002)
             elapsed = time.perf_counter() - started
+            cpu = time.process_time() - cpu
     finally:
         await engine.stop(timeout=20)
-    return Throughput(engine.stats.inserted_events_total, engine.stats.inserted.total, elapsed)
+    s = engine.stats
+    return Throughput(s.inserted_events_total, s.inserted.total, elapsed, cpu)
