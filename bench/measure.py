@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,9 +27,21 @@ class Throughput:
         return self.rows / self.seconds if self.seconds > 0 else 0.0
 
 
-def best(runs: Sequence[Throughput]) -> Throughput:
-    """The fastest run: on a shared machine the slower ones measured the neighbours."""
-    return max(runs, key=lambda r: (r.rows_per_s, r.items_per_s))
+def median_of(runs: Sequence[Throughput], rate: str) -> float:
+    """Median of one rate (`rows_per_s` or `items_per_s`) over runs."""
+    values: list[float] = [getattr(r, rate) for r in runs]
+    return round(statistics.median(values))
+
+
+def paired(ours: Sequence[Throughput], theirs: Sequence[Throughput], rate: str) -> float | None:
+    """Median over rounds of ours/theirs: runs of one round were back to back, so each ratio
+    saw the same machine, whatever the neighbours did between rounds."""
+    if not ours or not all(getattr(b, rate) for b in theirs):
+        return None
+    ratios: list[float] = [
+        getattr(a, rate) / getattr(b, rate) for a, b in zip(ours, theirs, strict=True)
+    ]
+    return statistics.median(ratios)
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

@@ -11,7 +11,8 @@ import json
 import random
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -56,25 +57,47 @@ async def prepared_store(config: Config, events: Sequence[MetricsEvent | CheckEv
     return store
 
 
-async def raw_copy(config: Config, messages: Sequence[Message]) -> Throughput:
-    """Binary COPY of exactly the sink's rows, pre-built, one transaction per consumer batch."""
+@dataclass(frozen=True, slots=True)
+class CopyData:
+    """The whole data set as binary COPY streams, one (samples, checks) pair per batch."""
+
+    chunks: list[tuple[bytes, bytes]]
+    messages: int
+    rows: int
+    days: set[date]
+
+
+def copy_data_of(messages: Sequence[Message], batch: int) -> CopyData:
+    """Built once, untimed. Series ids are numbered here: `samples` has no foreign key, so the
+    numbers cost PostgreSQL exactly what the sink's ids cost it."""
     events = decode_all(messages)
-    store = await prepared_store(config, events)
-    series = store._series
+    series: dict[SeriesKey, int] = {}
     chunks: list[tuple[bytes, bytes]] = []
-    batch = config.consumer.batch_max
     for i in range(0, len(events), batch):
         part = events[i : i + batch]
         samples = [
-            (e.observed_at, series[(e.agent, e.host, m, labels, unit)], value)
+            (e.observed_at, series.setdefault((e.agent, e.host, m, lab, u), len(series) + 1), v)
             for e in part
             if isinstance(e, MetricsEvent)
-            for m, labels, value, unit in e.samples
+            for m, lab, v, u in e.samples
         ]
         checks = [
             (e.observed_at, e.event_id, e.agent, *e.row) for e in part if isinstance(e, CheckEvent)
         ]
         chunks.append((copy_data(samples, SAMPLE_TYPES), copy_data(checks, CHECK_TYPES)))
+    days = {e.observed_at.astimezone(UTC).date() for e in events}
+    return CopyData(chunks, len(messages), sum(m.rows for m in messages), days)
+
+
+async def raw_copy(config: Config, data: CopyData) -> Throughput:
+    """Binary COPY of exactly the sink's rows, pre-built, one transaction per consumer batch,
+    into a freshly migrated schema (same tables, indexes and daily partitions)."""
+    assert config.postgres.dsn is not None
+    dsn = config.postgres.dsn.reveal()
+    await migrate(dsn, config.postgres.schema)
+    store = Store(dsn, config.postgres.schema)
+    await store.connect()
+    await store.ensure_partitions(data.days)
     schema = sql.Identifier(config.postgres.schema)
     copy_samples = sql.SQL("COPY {}.samples (ts, series_id, value) FROM STDIN (FORMAT BINARY)")
     columns = sql.SQL(", ").join(
@@ -85,7 +108,7 @@ async def raw_copy(config: Config, messages: Sequence[Message]) -> Throughput:
     assert conn is not None
     try:
         started = time.perf_counter()
-        for sample_data, check_data in chunks:
+        for sample_data, check_data in data.chunks:
             async with conn.transaction(), conn.cursor() as cur:
                 async with cur.copy(copy_samples.format(schema)) as copy:
                     await copy.write(sample_data)
@@ -94,7 +117,7 @@ async def raw_copy(config: Config, messages: Sequence[Message]) -> Throughput:
         elapsed = time.perf_counter() - started
     finally:
         await store.close()
-    return Throughput(len(messages), sum(m.rows for m in messages), elapsed)
+    return Throughput(data.messages, data.rows, elapsed)
 
 
 async def naive_sink(

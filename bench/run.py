@@ -3,8 +3,9 @@
     python -m bench [--scale tiny|full] [--only sink,producer,...] [--output PATH]
 
 Every figure that is judged is a ratio against a baseline measured in the same run (or an
-absolute latency/footprint), because the machine is small and shared. Throughput runs are
-repeated, alternating metrictui and its baseline, and the best run of each counts.
+absolute latency/footprint), because the machine is small and shared. Throughput runs go in
+rounds, metrictui and its baselines back to back (order alternating); a ratio is the median
+of the rounds' ratios and a rate the median of its runs.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ from bench.checks_parts import bare_http, measure_agent, measure_checks
 from bench.env import ROOT, BenchEnv, stack_endpoints
 from bench.freshness import measure_freshness
 from bench.kafka_parts import raw_consume, raw_send, real_producer
-from bench.measure import Throughput, best, ratio
-from bench.pg_parts import naive_sink, raw_copy
+from bench.measure import Throughput, median_of, paired, ratio
+from bench.pg_parts import copy_data_of, naive_sink, raw_copy
 from bench.scale import SCALES, Scale
 from bench.sink_parts import sink_drain
 from bench.tui_parts import engine_drain
@@ -123,37 +124,47 @@ class Run:
     # -- parts ------------------------------------------------------------------------------
 
     async def sink(self) -> None:
+        """Rounds of raw consume, raw COPY and the sink back to back (order alternating); each
+        ratio is the median of the rounds' ratios, since a round shares the machine's mood."""
         messages, data_config = await self.data()
-        rows = sum(m.rows for m in messages)
+        rows, days = sum(m.rows for m in messages), days_of(messages)
+        copy_data = copy_data_of(messages, self.scale.batch_max)
         env, r = self.env, self.results
         consume, copy, sink = [], [], []
         for i in range(self.scale.repeat):
-            consume.append(self.note("raw consume", await raw_consume(data_config, len(messages))))
-            config, _ = env.config(f"copy{i}", env.names(f"copy{i}", topics_of="data"))
-            copy.append(self.note("raw COPY", await raw_copy(config, messages)))
-            config, _ = env.config(f"sink{i}", env.names(f"sink{i}", topics_of="data"))
-            drained = await sink_drain(config, rows, len(messages), days_of(messages))
-            sink.append(self.note("sink", drained))
+            steps = ["consume", "copy", "sink"]
+            for step in steps if i % 2 == 0 else steps[::-1]:
+                if step == "consume":
+                    t = await raw_consume(data_config, len(messages))
+                    consume.append(self.note("raw consume", t))
+                elif step == "copy":
+                    config, _ = env.config(f"copy{i}", env.names(f"copy{i}", topics_of="data"))
+                    copy.append(self.note("raw COPY", await raw_copy(config, copy_data)))
+                else:
+                    config, _ = env.config(f"sink{i}", env.names(f"sink{i}", topics_of="data"))
+                    t = await sink_drain(config, rows, len(messages), days)
+                    sink.append(self.note("sink", t))
         config, _ = env.config("naive", env.names("naive", topics_of="data"))
         naive = self.note("naive", await naive_sink(config, messages, self.scale.naive_messages))
         config, _ = env.config("naive_rows", env.names("naive_rows", topics_of="data"))
         limit = self.scale.naive_messages // 5
         by_row = self.note("naive per row", await naive_sink(config, messages, limit, per_row=True))
-        b_sink, b_copy, b_consume = best(sink), best(copy), best(consume)
-        r["sink_rows_per_s"] = round(b_sink.rows_per_s)
-        r["sink_events_per_s"] = round(b_sink.items_per_s)
-        r["raw_copy_rows_per_s"] = round(b_copy.rows_per_s)
-        r["raw_consume_msgs_per_s"] = round(b_consume.items_per_s)
+        r["sink_rows_per_s"] = median_of(sink, "rows_per_s")
+        r["sink_events_per_s"] = median_of(sink, "items_per_s")
+        r["raw_copy_rows_per_s"] = median_of(copy, "rows_per_s")
+        r["raw_consume_msgs_per_s"] = median_of(consume, "items_per_s")
         r["naive_rows_per_s"] = round(naive.rows_per_s)
-        r["sink_vs_copy"] = ratio(b_sink.rows_per_s, b_copy.rows_per_s)
-        r["sink_vs_consume"] = ratio(b_sink.items_per_s, b_consume.items_per_s)
-        r["sink_vs_naive"] = ratio(b_sink.rows_per_s, naive.rows_per_s)
         r["naive_per_row_rows_per_s"] = round(by_row.rows_per_s)
-        r["sink_vs_naive_per_row"] = ratio(b_sink.rows_per_s, by_row.rows_per_s)
+        r["sink_vs_copy"] = paired(sink, copy, "rows_per_s")
+        r["sink_vs_consume"] = paired(sink, consume, "items_per_s")
+        r["sink_vs_naive"] = ratio(r["sink_rows_per_s"], naive.rows_per_s)
+        r["sink_vs_naive_per_row"] = ratio(r["sink_rows_per_s"], by_row.rows_per_s)
         # No sink that writes through PostgreSQL can beat this: raw COPY's messages per second
         # (at this data's rows per message) against raw consume's.
-        r["sink_vs_consume_bound"] = ratio(
-            b_copy.rows_per_s * len(messages) / rows, b_consume.items_per_s
+        r["sink_vs_consume_bound"] = paired(
+            [Throughput(c.rows * len(messages) // rows, 0, c.seconds) for c in copy],
+            consume,
+            "items_per_s",
         )
 
     async def producer(self) -> None:
@@ -169,13 +180,16 @@ class Run:
         messages = [encode(e) for e in specs]
         raw, ours = [], []
         for i in range(s.repeat):
-            raw.append(self.note("raw send", await raw_send(config.kafka, messages)))
-            spool = env.workdir / "send" / f"spool{i}"
-            ours.append(self.note("producer", await real_producer(config.kafka, specs, spool)))
-        b_raw, b_ours = best(raw), best(ours)
-        self.results["producer_events_per_s"] = round(b_ours.items_per_s)
-        self.results["raw_send_events_per_s"] = round(b_raw.items_per_s)
-        self.results["producer_vs_raw"] = ratio(b_ours.items_per_s, b_raw.items_per_s)
+            for step in ("raw", "ours") if i % 2 == 0 else ("ours", "raw"):
+                if step == "raw":
+                    raw.append(self.note("raw send", await raw_send(config.kafka, messages)))
+                else:
+                    spool = env.workdir / "send" / f"spool{i}"
+                    t = await real_producer(config.kafka, specs, spool)
+                    ours.append(self.note("producer", t))
+        self.results["producer_events_per_s"] = median_of(ours, "items_per_s")
+        self.results["raw_send_events_per_s"] = median_of(raw, "items_per_s")
+        self.results["producer_vs_raw"] = paired(ours, raw, "items_per_s")
 
     async def freshness(self) -> None:
         s, env = self.scale, self.env

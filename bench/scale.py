@@ -17,7 +17,8 @@ class Scale:
     batch_max: int
     """`[consumer] batch_max` of every consumer, baseline or not."""
     repeat: int
-    """Throughput runs are repeated this often, alternating, and the best run counts."""
+    """Rounds of throughput runs (metrictui and its baselines back to back, order alternating);
+    ratios are the median of the rounds' ratios."""
     naive_messages: int
     """Messages the naive sink writes (one INSERT + one commit each); it is slow."""
     producer_events: int
@@ -64,7 +65,7 @@ SCALES = {
         sample_rows=1_000_000,
         agents=20,
         batch_max=5_000,
-        repeat=3,
+        repeat=4,
         naive_messages=3_000,
         producer_events=30_000,
         freshness_rate=2_000.0,
