@@ -82,7 +82,8 @@ class Shipper:
         self._spool_failing = False  # the last append failed (disk full, unwritable)
         self._spool_failed_since_log = 0
         self._dropped_while_failing = 0
-        self._spool_error_logged_at = 0.0
+        self._spool_error_logged_at = -SPOOL_ERROR_EVERY_S
+        self._spool_error_logged: str | None = None
         self._cap_dropped_logged = 0
         self._abandoned: set[asyncio.Task[None]] = set()
         # Set while the last spooled events are replayed: new events wait in memory behind
@@ -304,7 +305,11 @@ class Shipper:
         self._spool_failed_since_log += lost
         self._dropped_while_failing += lost
         now = time.monotonic()
-        if not self._spool_failing or now - self._spool_error_logged_at >= SPOOL_ERROR_EVERY_S:
+        # The interval holds across short recoveries too: a nearly full disk alternates between
+        # taking a small batch and refusing the next, which must not flood the log.
+        repeat = message == self._spool_error_logged
+        if not repeat or now - self._spool_error_logged_at >= SPOOL_ERROR_EVERY_S:
+            self._spool_error_logged = message
             line = f"{message} ({self._spool_failed_since_log} events dropped)"
             log.error("%s", line)
             self.stats.error("spool", line)
