@@ -19,7 +19,7 @@ import struct
 import subprocess
 import time
 import zlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -139,8 +139,8 @@ def test_spool_cap_drops_the_oldest_counts_them_and_stays_bounded(
     consumer = agents.start("consumer")
     producer = agents.start("producer", config=producer_cfg)
     wait_for(lambda: stored_count(pipeline) >= 20, 60, "the first events in PostgreSQL")
-    servers.kafka_stop(kill=True)
     down_at = datetime.now(UTC)
+    servers.kafka_stop(kill=True)
     assert producer.proc is not None
     proc = psutil.Process(producer.proc.pid)
     disk: list[int] = []
@@ -180,7 +180,9 @@ def test_spool_cap_drops_the_oldest_counts_them_and_stays_bounded(
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
     hole = max(range(len(gaps)), key=gaps.__getitem__)
     assert gaps[hole] > 2, "dropping left no hole at all?"
-    assert times[hole] >= down_at.replace(microsecond=0), "events from before the outage lost"
+    # Events sent but not acknowledged when the broker died were spooled, so the hole may
+    # start a moment (send timeout, linger) before the kill; never long before it.
+    assert times[hole] >= down_at - timedelta(seconds=3), "events from before the outage lost"
     assert max(gaps[hole + 1 :]) < 2, "the newest events were kept without a gap"
     code, _ = consumer.stop()
     assert code == 0, consumer.tail()
