@@ -89,6 +89,23 @@ def check_copy_row(e: CheckEvent) -> bytes:
     )
 
 
+_EVENT_HEAD = struct.Struct("!hi").pack(4, 16)
+_KIND = {MetricsEvent: _text("metrics"), CheckEvent: _text("check")}
+
+
+def event_copy_row(e: MetricsEvent | CheckEvent) -> bytes:
+    """One `events` row (event_id, observed_at, kind, agent) in binary COPY format."""
+    return b"".join(
+        (
+            _EVENT_HEAD,
+            e.event_id.bytes,
+            _TS(8, pg_micros(e.observed_at)),
+            _KIND[type(e)],
+            _text(e.agent),
+        )
+    )
+
+
 def first_of_each(events: Iterable[Any], ids: set[uuid.UUID]) -> list[Any]:
     """Events whose id is in `ids`, each id once: an event repeated within one batch (a spool
     re-send next to the original) is claimed once, so its rows must be copied once."""
@@ -276,9 +293,21 @@ class Store:
         return result
 
     async def _claim_events(self, events: Sequence[MetricsEvent | CheckEvent]) -> set[uuid.UUID]:
-        """Ids of the events not stored before. Binary parameters (%b): a quarter of the CPU
-        and half the time of text ones for a batch of thousands of uuids and timestamps."""
+        """Ids of the events not stored before.
+
+        Usually none was, so the ids are first simply copied in (binary COPY: about half the
+        time of INSERT ... ON CONFLICT), under a savepoint. If one is there already (a replay,
+        or an event repeated within the batch), the primary key stops the copy, the savepoint
+        rolls back, and ON CONFLICT DO NOTHING RETURNING tells the new from the old.
+        """
         assert self.conn is not None
+        try:
+            async with self.conn.transaction():
+                await self._copy_events(events)
+            return {e.event_id for e in events}
+        except psycopg.errors.UniqueViolation:
+            pass
+        # Binary parameters (%b): a quarter of the CPU and half the time of text ones.
         cur = await self.conn.execute(
             sql.SQL(
                 "INSERT INTO {} (event_id, observed_at, kind, agent)"
@@ -293,6 +322,16 @@ class Store:
             ),
         )
         return {row[0] for row in await cur.fetchall()}
+
+    async def _copy_events(self, events: Sequence[MetricsEvent | CheckEvent]) -> None:
+        assert self.conn is not None
+        data = b"".join([_COPY_SIGNATURE, *map(event_copy_row, events), _COPY_TRAILER])
+        async with self.conn.cursor() as cur:
+            copy_sql = sql.SQL(
+                "COPY {} (event_id, observed_at, kind, agent) FROM STDIN (FORMAT BINARY)"
+            )
+            async with cur.copy(copy_sql.format(self._t("events"))) as copy:
+                await copy.write(data)
 
     def encode(self, metrics: Sequence[MetricsEvent], checks: Sequence[CheckEvent]) -> Encoded:
         """Binary COPY rows of every event, by event id (the first of a repeated event, as

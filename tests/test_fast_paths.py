@@ -210,3 +210,24 @@ async def test_binary_copy_check_rows_read_back_exactly(pipeline: Pipeline) -> N
     got = sorted(pipeline.query(f"SELECT {columns} FROM checks"), key=lambda r: r[3])
     want = sorted(((at, e.event_id, e.agent, *e.row) for e in events), key=lambda r: r[3])
     assert got == want
+
+
+async def test_a_replayed_batch_mixing_old_and_new_events_stores_only_the_new(
+    pipeline: Pipeline,
+) -> None:
+    await migrate(pipeline.stack.dsn, pipeline.schema)
+    store = Store(pipeline.stack.dsn, pipeline.schema)
+    await store.connect()
+    now = datetime.now(UTC)
+    old = [_event(now, [("load.1m", "{}", float(i), "")]) for i in range(3)]
+    new = [_event(now, [("load.1m", "{}", 10.0 + i, "")]) for i in range(2)]
+    try:
+        first = await store.write_batch(old, [], [])
+        replay = await store.write_batch([*old[1:], *new], [], [])
+    finally:
+        await store.close()
+    assert (first.events, first.duplicates, first.rows) == (3, 0, 3)
+    assert (replay.events, replay.duplicates, replay.rows) == (2, 2, 2)
+    values = sorted(v for (v,) in pipeline.query("SELECT value FROM samples_v"))
+    assert values == [0.0, 1.0, 2.0, 10.0, 11.0]
+    assert pipeline.query("SELECT count(*) FROM events") == [(5,)]
