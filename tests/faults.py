@@ -73,10 +73,13 @@ class Servers:
         self.kafka_back_at = time.monotonic()
 
     def kafka_back_after(self, down_at: float, outage_s: float) -> None:
-        """Start Kafka in the background so it answers about `outage_s` after `down_at`."""
+        """Start Kafka in the background so it answers no sooner than `outage_s - 1` s after
+        `down_at` (and a few seconds later at most, depending on how fast it starts)."""
 
         def start() -> None:
-            time.sleep(max(0.0, down_at + outage_s - self.KAFKA_START_S - time.monotonic()))
+            # Start a second before the window ends: however fast Kafka starts, it is away for
+            # at least `outage_s - 1` s (a start that was too early made a 27 s "30 s" outage).
+            time.sleep(max(0.0, down_at + outage_s - 1.0 - time.monotonic()))
             try:
                 self.kafka_start()
             except BaseException as exc:  # pytest.fail() in a thread: re-raised by the join
