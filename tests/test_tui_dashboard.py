@@ -6,13 +6,13 @@ import dataclasses
 import re
 
 from fake_control import BOLD_NAME, CLICK_NAME, FakeControl, screen_text, wait_for
-from textual.widgets import Sparkline
 
 from engine.targets import Target
 from tui.app import MetricTuiApp
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.help import HelpScreen
 from tui.screens.target_form import TargetFormScreen
+from tui.widgets.spark import Spark
 from tui.widgets.targets_table import TargetsTable
 
 SIZE = (120, 40)
@@ -49,10 +49,10 @@ async def test_sparklines_carry_the_rate_history() -> None:
     app = MetricTuiApp(control)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        spark = app.dashboard.query_one("#spark-inserted", Sparkline)
+        spark = app.dashboard.query_one("#spark-inserted", Spark)
         snapshot = control.snapshot()
         assert snapshot is not None
-        assert list(spark.data or []) == list(snapshot.history["inserted"])
+        assert list(spark.data) == list(snapshot.history["inserted"])
 
 
 async def test_waiting_message_until_the_first_snapshot_then_the_timer_shows_it() -> None:

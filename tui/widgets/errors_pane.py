@@ -41,5 +41,8 @@ class ErrorsPane(Static):
         """Show the newest errors."""
         text = errors_text(errors, now)
         if text != self._shown:
+            # Only a change in the number of lines moves anything (the scroll box's extent);
+            # the ages tick every second and need a repaint alone.
+            grew = self._shown is None or len(text.split()) != len(self._shown.split())
             self._shown = text
-            self.update(text)
+            self.update(text, layout=grew)

@@ -17,6 +17,7 @@ class HeaderBar(Static):
     DEFAULT_CSS = """
     HeaderBar {
         height: 1;
+        width: 1fr;
         background: $panel;
         color: $text;
         padding: 0 1;
@@ -54,4 +55,4 @@ class HeaderBar(Static):
             text.append(f" · {status}", style="bold yellow")
         if text != self._shown:
             self._shown = text
-            self.update(text)
+            self.update(text, layout=False)  # one row, full width: its size never changes

@@ -7,9 +7,9 @@ from collections.abc import Iterable, Mapping
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import Static
 
 from engine.stats import LatestSample, StatsSnapshot
+from tui.widgets.line import Line
 from tui.widgets.safe_text import safe_text
 from tui.widgets.units import human_byte_rate, human_count, human_percent, human_seconds
 
@@ -86,25 +86,22 @@ def host_lines(metrics: tuple[LatestSample, ...], enabled: Mapping[str, bool]) -
 
 
 class HostPane(Vertical):
-    """The right pane of the dashboard: one Static per line, each redrawn only when it changes."""
+    """The right pane of the dashboard: one `Line` per row, each repainted only when it changes."""
 
     DEFAULT_CSS = """
     HostPane { height: auto; }
-    HostPane .line { height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.border_title = "host"
-        self._shown: list[Text | None] = [None] * HOST_LINES
+        self._lines: list[Line] = []
 
     def compose(self) -> ComposeResult:
-        for index in range(HOST_LINES):
-            yield Static(id=f"host-{index}", classes="line")
+        self._lines = [Line(id=f"host-{index}") for index in range(HOST_LINES)]
+        yield from self._lines
 
     def apply(self, s: StatsSnapshot) -> None:
         """Show snapshot `s`."""
-        for index, text in enumerate(host_lines(s.metrics, s.metrics_enabled)):
-            if text != self._shown[index]:
-                self._shown[index] = text
-                self.query_one(f"#host-{index}", Static).update(text)
+        for line, text in zip(self._lines, host_lines(s.metrics, s.metrics_enabled), strict=True):
+            line.show(text)
