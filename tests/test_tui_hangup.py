@@ -18,8 +18,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 CHILD = """
-import sys
+import signal, sys
 sys.path[:0] = [{root!r}, {tests!r}]
+if {block_hup!r}:  # as if SIGHUP never arrives (ignored or blocked by a supervisor)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGHUP}})
 from fake_control import FakeControl
 from tui.app import run_tui
 code = run_tui(FakeControl(), refresh_hz=4)
@@ -51,9 +53,11 @@ def _wait(pid: int, timeout: float) -> int | None:
     return None
 
 
-def test_terminal_hangup_makes_the_app_return(tmp_path: Path) -> None:
+def _hang_up_and_expect_exit(tmp_path: Path, *, block_hup: bool) -> None:
     result = tmp_path / "code"
-    script = CHILD.format(root=str(ROOT), tests=str(ROOT / "tests"), result=str(result))
+    script = CHILD.format(
+        root=str(ROOT), tests=str(ROOT / "tests"), result=str(result), block_hup=block_hup
+    )
     env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "100", "LINES": "30"}
     pid, master = pty.fork()
     if pid == 0:  # child: becomes the session leader with the pty as controlling terminal
@@ -70,3 +74,12 @@ def test_terminal_hangup_makes_the_app_return(tmp_path: Path) -> None:
         os.waitpid(pid, 0)
         raise AssertionError("the app kept running after its terminal hung up")
     assert result.read_text() == "0"
+
+
+def test_terminal_hangup_makes_the_app_return(tmp_path: Path) -> None:
+    _hang_up_and_expect_exit(tmp_path, block_hup=False)
+
+
+def test_terminal_hangup_without_sighup_still_makes_the_app_return(tmp_path: Path) -> None:
+    """nohup or a supervisor may keep SIGHUP away; the dead terminal is noticed anyway."""
+    _hang_up_and_expect_exit(tmp_path, block_hup=True)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import sys
 from pathlib import Path
 
 from textual.app import App
@@ -44,6 +46,7 @@ class MetricTuiApp(App[int]):
         base_dir = Path(targets_file_hint).parent if targets_file_hint else Path.cwd()
         self.dashboard = DashboardScreen(control, base_dir=base_dir)
         self._hangup_installed = False
+        self._terminal_fd: int | None = None
 
     def get_default_screen(self) -> Screen[None]:
         return self.dashboard
@@ -51,6 +54,7 @@ class MetricTuiApp(App[int]):
     def on_mount(self) -> None:
         self.set_interval(1.0 / self.refresh_hz, self.refresh_snapshot, name="snapshot")
         self._install_hangup_handler()
+        self._watch_terminal()
 
     def on_unmount(self) -> None:
         if self._hangup_installed:
@@ -59,6 +63,9 @@ class MetricTuiApp(App[int]):
 
     def refresh_snapshot(self) -> None:
         """Pull the newest snapshot and show it, unless a modal screen covers the dashboard."""
+        if self._terminal_gone():
+            self.exit(0)
+            return
         if self.screen is not self.dashboard or not self.dashboard.ready:
             return
         snapshot = self.control.snapshot()
@@ -78,7 +85,35 @@ class MetricTuiApp(App[int]):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._hangup)
             self._hangup_installed = True
 
+    def _watch_terminal(self) -> None:
+        """Remember the terminal, so each refresh can notice when it is gone."""
+        if self.is_headless:
+            return
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            fd = sys.__stdin__.fileno() if sys.__stdin__ is not None else -1
+            if fd >= 0 and os.isatty(fd):
+                self._terminal_fd = fd
+
+    def _terminal_gone(self) -> bool:
+        """True once the terminal hung up, whether or not SIGHUP arrived.
+
+        SIGHUP can be ignored or blocked (nohup, some supervisors), and after a hangup Textual's
+        input thread reads EOF forever: the process would spin instead of exiting. A hung-up
+        terminal stops being a tty (isatty fails with EIO); checking costs one ioctl a refresh.
+        """
+        if self._terminal_fd is None or os.isatty(self._terminal_fd):
+            return False
+        # Textual's output thread dies on the first write that fails with EIO, and then every
+        # further write blocks on its full queue, shutdown included. Output to /dev/null
+        # instead, so the app can still exit and the engine flush.
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.__stdout__.fileno() if sys.__stdout__ is not None else 1)
+            os.close(devnull)
+        return True
+
     def _hangup(self) -> None:
+        self._terminal_gone()
         self.exit(0)
 
 
