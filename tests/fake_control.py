@@ -146,9 +146,10 @@ def fake_snapshot(targets: list[Target], metrics_enabled: dict[str, bool]) -> St
         db_write_ms=12.3,
         freshness_s=0.84,
         history={
-            "produced": _wave(120, 1000.0, 0.0),
-            "consumed": _wave(120, 1000.0, 0.3),
-            "inserted": _wave(120, 3500.0, 0.6),
+            # The last ten seconds hold steady at the rate shown (the mean of them).
+            "produced": _wave(110, 1000.0, 0.0) + (1234.5,) * 10,
+            "consumed": _wave(110, 1000.0, 0.3) + (1230.0,) * 10,
+            "inserted": _wave(110, 3500.0, 0.6) + (4321.0,) * 10,
         },
         metrics=_metrics(),
         metrics_enabled=dict(metrics_enabled),
