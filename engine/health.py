@@ -3,7 +3,8 @@
 Healthy means: Kafka is connected (every role uses it); PostgreSQL is connected (roles that
 write to it); and the sink is making progress — consumer lag above zero with nothing written
 (no new rows, duplicates or dead letters) for `stall_after_s` seconds means the sink is stuck
-even if both connections look fine.
+even if both connections look fine. When Kafka or PostgreSQL refuses our settings (a password
+or certificate changed after start), the reason carries the cause and what to fix.
 """
 
 from __future__ import annotations
@@ -50,9 +51,13 @@ class HealthJudge:
             reasons.append(f"kafka {s.kafka_state}")
             if s.spool_depth:
                 reasons[-1] += f" ({s.spool_depth} events spooled)"
+            if s.kafka_problem is not None:
+                reasons[-1] += f": {s.kafka_problem.line}"
         if s.role in ("all", "consumer"):
             if s.postgres_state != "connected":
                 reasons.append(f"postgres {s.postgres_state}")
+                if s.postgres_problem is not None:
+                    reasons[-1] += f": {s.postgres_problem.line}"
             assert self._progress_at is not None
             stalled_for = now - self._progress_at
             if s.lag_total and stalled_for >= self.stall_after_s:

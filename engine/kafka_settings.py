@@ -12,6 +12,7 @@ import contextlib
 import logging
 import re
 import ssl
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka.conn import create_conn
@@ -20,6 +21,7 @@ from aiokafka.protocol.metadata import MetadataRequest
 
 from engine.config import KafkaConfig
 from engine.errors import ConfigError
+from engine.stats import Problem
 
 
 def ssl_context(cfg: KafkaConfig) -> ssl.SSLContext:
@@ -87,6 +89,16 @@ def client_kwargs(cfg: KafkaConfig, client_id: str) -> dict[str, Any]:
     return kwargs
 
 
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """What one look at the bootstrap servers found."""
+
+    problem: Problem | None
+    """The setting to fix, in one secret-free line, if our settings are the reason."""
+    reached: bool
+    """A bootstrap server accepted our settings and answered a metadata request."""
+
+
 async def connection_problem(cfg: KafkaConfig, timeout: float = 10.0) -> str | None:
     """Why the bootstrap servers cannot be used, if retrying will not help; else None.
 
@@ -96,7 +108,17 @@ async def connection_problem(cfg: KafkaConfig, timeout: float = 10.0) -> str | N
     turns certificate, TLS and SASL failures into one line naming the setting to fix. A server
     that is merely unreachable gives None: the caller spools or retries as usual.
     """
-    kwargs = client_kwargs(cfg, "metrictui-probe")
+    problem = (await probe_settings(cfg, timeout)).problem
+    return None if problem is None else problem.line
+
+
+async def probe_settings(cfg: KafkaConfig, timeout: float = 10.0) -> Probe:
+    """`connection_problem`, also telling "our settings work" apart from "nobody answered",
+    so a watcher can clear a cause it named once the operator has fixed it."""
+    try:
+        kwargs = client_kwargs(cfg, "metrictui-probe")
+    except ConfigError as exc:  # e.g. a rotated CA or key file that cannot be read now
+        return Probe(Problem("ssl_files", str(exc)), reached=False)
     for host, port in bootstrap_hosts(cfg.bootstrap_servers):
         conn = None
         try:
@@ -113,16 +135,16 @@ async def connection_problem(cfg: KafkaConfig, timeout: float = 10.0) -> str | N
                     sasl_plain_password=kwargs.get("sasl_plain_password"),
                 )
                 await conn.send(MetadataRequest([]))
-            return None  # this one works: whatever failed was not about our settings
+            return Probe(None, reached=True)  # whatever failed was not about our settings
         except Exception as exc:
             problem = _fatal_problem(exc, f"{host}:{port}", cfg)
             if problem is not None:
-                return problem
+                return Probe(problem, reached=False)
         finally:
             if conn is not None:
                 with contextlib.suppress(Exception):
                     conn.close()
-    return None
+    return Probe(None, reached=False)
 
 
 def bootstrap_hosts(servers: str) -> list[tuple[str, int]]:
@@ -143,42 +165,50 @@ def _causes(exc: BaseException) -> list[BaseException]:
     return chain
 
 
-def _fatal_problem(exc: BaseException, where: str, cfg: KafkaConfig) -> str | None:
+def _fatal_problem(exc: BaseException, where: str, cfg: KafkaConfig) -> Problem | None:
     """A one-line, secret-free reason for failures that need a config change, else None."""
     for cause in _causes(exc):
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            detail = (cause.verify_message or "verification failed").rstrip(".")
-            return (
-                f"Kafka {where}: the broker's TLS certificate was rejected ({detail}); check"
-                " [kafka] ssl_cafile (the CA that signed the broker's certificate) and that"
-                " bootstrap_servers uses a name the certificate is for"
+        found = _settings_cause(cause, where, cfg)
+        if found is not None:
+            return Problem(*found)
+    return None
+
+
+def _settings_cause(cause: BaseException, where: str, cfg: KafkaConfig) -> tuple[str, str] | None:
+    """(code, line) if this one exception in the chain is about our settings."""
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        detail = (cause.verify_message or "verification failed").rstrip(".")
+        return "broker_certificate", (
+            f"Kafka {where}: the broker's TLS certificate was rejected ({detail}); check"
+            " [kafka] ssl_cafile (the CA that signed the broker's certificate) and that"
+            " bootstrap_servers uses a name the certificate is for"
+        )
+    if isinstance(cause, ssl.SSLError):
+        reason = cause.reason or type(cause).__name__
+        if "ALERT" in reason.upper():
+            return "client_certificate", (
+                f"Kafka {where} refused our TLS client certificate ({reason}); check"
+                " [kafka] ssl_certfile and ssl_keyfile (service.cert and service.key)"
             )
-        if isinstance(cause, ssl.SSLError):
-            reason = cause.reason or type(cause).__name__
-            if "ALERT" in reason.upper():
-                return (
-                    f"Kafka {where} refused our TLS client certificate ({reason}); check"
-                    " [kafka] ssl_certfile and ssl_keyfile (service.cert and service.key)"
-                )
-            return (
-                f"Kafka {where}: TLS handshake failed ({reason}); check [kafka]"
-                " security_protocol and the ssl_* files for this listener"
-            )
-        if isinstance(cause, SaslAuthenticationFailed):
-            return (
-                f"Kafka {where}: SASL authentication failed for user {cfg.sasl_username!r}"
-                f" with {cfg.sasl_mechanism}; check [kafka] sasl_username and sasl_password"
-            )
-        if isinstance(cause, UnsupportedSaslMechanismError):
-            return (
-                f"Kafka {where} does not offer SASL mechanism {cfg.sasl_mechanism}; check"
-                " [kafka] sasl_mechanism"
-            )
-        if isinstance(cause, asyncio.IncompleteReadError) and _tls_record(cause.expected):
-            return (
-                f"Kafka {where} speaks TLS but [kafka] security_protocol is"
-                f" {cfg.security_protocol}; use SSL or SASL_SSL for this listener"
-            )
+        return "tls_handshake", (
+            f"Kafka {where}: TLS handshake failed ({reason}); check [kafka]"
+            " security_protocol and the ssl_* files for this listener"
+        )
+    if isinstance(cause, SaslAuthenticationFailed):
+        return "sasl_auth", (
+            f"Kafka {where}: SASL authentication failed for user {cfg.sasl_username!r}"
+            f" with {cfg.sasl_mechanism}; check [kafka] sasl_username and sasl_password"
+        )
+    if isinstance(cause, UnsupportedSaslMechanismError):
+        return "sasl_mechanism", (
+            f"Kafka {where} does not offer SASL mechanism {cfg.sasl_mechanism}; check"
+            " [kafka] sasl_mechanism"
+        )
+    if isinstance(cause, asyncio.IncompleteReadError) and _tls_record(cause.expected):
+        return "security_protocol", (
+            f"Kafka {where} speaks TLS but [kafka] security_protocol is"
+            f" {cfg.security_protocol}; use SSL or SASL_SSL for this listener"
+        )
     return None
 
 

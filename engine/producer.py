@@ -24,6 +24,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from engine.config import KafkaConfig
 from engine.errors import ConfigError
 from engine.kafka_settings import client_kwargs
+from engine.kafka_watch import SettingsWatch
 from engine.spool import Spool, SpoolError, SpoolRecord
 from engine.stats import Stats
 
@@ -91,6 +92,8 @@ class Shipper:
         self._replaying = False
         self._replay_over = asyncio.Event()
         self._replay_over.set()
+        # Names the cause when Kafka refuses our settings after start (see engine.kafka_watch).
+        self._watch = SettingsWatch(cfg, stats, "producer")
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -139,6 +142,7 @@ class Shipper:
             )
             for task in pending:
                 task.cancel()
+        await self._watch.close()
         self.spool.close()
 
     # -- submitting -------------------------------------------------------------------------
@@ -177,6 +181,7 @@ class Shipper:
             raise
         self._producer = producer
         self.stats.kafka_state = "connected"
+        self._watch.up()
 
     async def _close_producer(self, timeout: float = 3.0, *, dead: bool = False) -> None:
         """Stop the producer, flushing what it holds; `dead`: Kafka is away, do not wait.
@@ -341,6 +346,7 @@ class Shipper:
             log.warning("%s", message)
             self.stats.error("kafka", message)
         self.stats.kafka_state = "down"
+        self._watch.down()
 
     def _set_replaying(self, on: bool) -> None:
         self._replaying = on
@@ -377,8 +383,11 @@ class Shipper:
                         self.stats.kafka_state = "connecting"
                         await self._connect()
                         log.info("Kafka is back; replaying %d spooled events", self.spool.depth)
-                    except (KafkaError, OSError, TimeoutError) as exc:
+                    except (KafkaError, OSError, TimeoutError, ConfigError) as exc:
+                        # ConfigError: a CA, certificate or key file unreadable after a
+                        # rotation; the watch names it, and the next try reads it again.
                         self.stats.kafka_state = "down"
+                        self._watch.down()
                         log.debug("reconnect failed: %s", _describe(exc))
                         return outcome
                 records = self.spool.peek(REPLAY_BATCH)

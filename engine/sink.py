@@ -27,14 +27,19 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from engine.config import Config
 from engine.envelope import CheckEvent, Invalid, MetricsEvent, decode_event
-from engine.errors import ConnectError
+from engine.errors import ConfigError, ConnectError
 from engine.kafka_settings import client_kwargs
-from engine.stats import Stats
+from engine.kafka_watch import SettingsWatch
+from engine.stats import Problem, Stats
 from engine.store import DeadLetter, Encoded, Store, WriteResult
 
 log = logging.getLogger("metrictui.sink")
 
 _AUTH_SQLSTATES = {"28P01", "28000", "3D000", "42501"}
+# aiokafka's consumer reconnects by itself, and while no broker takes it getmany() just comes
+# back empty: after this long without a message, a metadata request tells "nothing to read"
+# apart from "Kafka is away or refuses us".
+KAFKA_IDLE_CHECK_S = 5.0
 
 
 def postgres_error_line(exc: psycopg.Error) -> str:
@@ -51,6 +56,26 @@ def rejects_content(exc: psycopg.Error) -> bool:
     violation, 54 program limit such as an oversized index row): dead-letter, do not retry."""
     state = getattr(exc, "sqlstate", None) or ""
     return state[:2] in ("22", "23", "54")
+
+
+def postgres_problem(exc: psycopg.Error) -> Problem | None:
+    """The cause and what to fix, when retrying will not help until the operator acts (a
+    password changed or a server certificate that stopped verifying after start); else None.
+    """
+    state = getattr(exc, "sqlstate", None)
+    text = str(exc)
+    if state in ("28P01", "28000") or "password authentication failed" in text:
+        code, fix = "password", "check the user and password in [postgres] dsn"
+    elif state == "3D000":
+        code, fix = "database", "check the database name in [postgres] dsn"
+    elif state == "42501":
+        code, fix = "privileges", "grant the sink's role its privileges (README: least privilege)"
+    elif "certificate" in text:
+        code = "server_certificate"
+        fix = "check sslrootcert in [postgres] dsn (the CA that signed the server's certificate)"
+    else:
+        return None
+    return Problem(code, f"{postgres_error_line(exc)}; {fix}")
 
 
 def is_fatal_postgres_error(exc: psycopg.Error) -> bool:
@@ -105,6 +130,9 @@ class Sink:
         self._pending: dict[TopicPartition, int] = {}
         self._write_error: str | None = None  # the last write failure said, until one works
         self._unwritten: list[dict[TopicPartition, int]] = []  # `_Batch.first`s, oldest first
+        # Names the cause when Kafka refuses our settings after start (see engine.kafka_watch).
+        self._watch = SettingsWatch(config.kafka, stats, "consumer")
+        self._kafka_checked_at = 0.0  # last message or metadata answer (monotonic)
 
     async def connect_postgres(self) -> None:
         """First connection; wrong credentials raise ConnectError, other failures propagate."""
@@ -133,22 +161,48 @@ class Sink:
     async def _start_consumer(self) -> None:
         backoff = 0.5
         while not self._stopping.is_set():
-            consumer = self._new_consumer()
+            consumer: AIOKafkaConsumer | None = None
             try:
+                consumer = self._new_consumer()  # ConfigError: a TLS file unreadable just now
                 async with asyncio.timeout(self.config.kafka.request_timeout_s + 5):
                     await consumer.start()
-            except (KafkaError, OSError, TimeoutError) as exc:
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(2):
-                        await consumer.stop()
-                self.stats.kafka_state = "down"
+            except (KafkaError, OSError, TimeoutError, ConfigError) as exc:
+                if consumer is not None:
+                    with contextlib.suppress(Exception):
+                        async with asyncio.timeout(2):
+                            await consumer.stop()
+                self._kafka_down()
                 log.warning("Kafka consumer cannot connect (%s); retrying", type(exc).__name__)
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
                 continue
             self.consumer = consumer
-            self.stats.kafka_state = "connected"
+            self._kafka_up()
             return
+
+    def _kafka_up(self) -> None:
+        self._kafka_checked_at = time.monotonic()
+        self.stats.kafka_state = "connected"
+        self._watch.up()
+
+    def _kafka_down(self) -> None:
+        self.stats.kafka_state = "down"
+        self._watch.down()
+
+    async def _check_kafka(self) -> None:
+        """While no message arrives, ask for metadata every KAFKA_IDLE_CHECK_S (bounded):
+        only an answer proves the consumer still reaches Kafka with our settings."""
+        now = time.monotonic()
+        if self.consumer is None or now - self._kafka_checked_at < KAFKA_IDLE_CHECK_S:
+            return
+        self._kafka_checked_at = now
+        try:
+            async with asyncio.timeout(self.config.kafka.request_timeout_s):
+                await self.consumer.topics()
+        except (KafkaError, OSError, TimeoutError):
+            self._kafka_down()
+            return
+        self._kafka_up()
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -167,19 +221,21 @@ class Sink:
                         timeout_ms=flush_ms, max_records=self.config.consumer.batch_max
                     )
                 except KafkaError as exc:
-                    self.stats.kafka_state = "down"
+                    self._kafka_down()
                     self.stats.error("consumer", f"Kafka fetch failed: {type(exc).__name__}")
                     await self._sleep(1.0)
                     continue
-                self.stats.kafka_state = "connected"
                 if batch:
+                    self._kafka_up()
                     decoded = self._decode(batch)  # while the previous batch is written
                     if writing is not None:
                         await writing
                     writing = asyncio.create_task(self._store(decoded), name="sink-write")
-                elif writing is not None and writing.done():
-                    done, writing = writing, None
-                    await done  # raises what the write raised
+                else:
+                    await self._check_kafka()
+                    if writing is not None and writing.done():
+                        done, writing = writing, None
+                        await done  # raises what the write raised
                 await self._update_lag()
             if writing is not None:
                 await writing
@@ -272,13 +328,10 @@ class Sink:
                     log.info("PostgreSQL takes writes again")
                     self._write_error = None
                 self.stats.postgres_state = "connected"
+                self.stats.postgres_problem = None
                 return result
             except psycopg.Error as exc:
-                line = postgres_error_line(exc)
-                if line != self._write_error:
-                    log.warning("%s; retrying the batch", line)
-                    self.stats.error("postgres", line)
-                    self._write_error = line
+                self._say_write_error(exc)
                 self.stats.postgres_state = "down"
                 if isinstance(exc, psycopg.OperationalError) or not self.store.connected:
                     await self.store.close()
@@ -287,6 +340,17 @@ class Sink:
                 # The operator watches the lag grow while the database is away.
                 await self._update_lag()
         return None
+
+    def _say_write_error(self, exc: psycopg.Error) -> None:
+        """Once per distinct cause, not per retry; with what to fix when only the operator can
+        (a password changed or a certificate that stopped verifying after start)."""
+        problem = postgres_problem(exc)
+        line = postgres_error_line(exc) if problem is None else problem.line
+        self.stats.postgres_problem = problem
+        if line != self._write_error:
+            log.warning("%s; retrying the batch", line)
+            self.stats.error("postgres", line)
+            self._write_error = line
 
     async def _write_one_by_one(
         self,
@@ -394,6 +458,7 @@ class Sink:
         self._stopping.set()
 
     async def close(self) -> None:
+        await self._watch.close()
         if self.consumer is not None:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(5):

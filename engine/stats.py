@@ -55,6 +55,15 @@ class ErrorEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Problem:
+    """A cause only the operator can fix (a refused password or certificate): `code` is a short
+    word for the key=value status line, `line` says the cause and what to do, without secrets."""
+
+    code: str
+    line: str
+
+
+@dataclass(frozen=True, slots=True)
 class PartitionLag:
     topic: str
     partition: int
@@ -94,6 +103,11 @@ class StatsSnapshot:
     targets: tuple[TargetStatus, ...]
     errors: tuple[ErrorEntry, ...]
     errors_total: int
+    kafka_problem: Problem | None = None
+    """Why Kafka refuses us (certificate, TLS, SASL), naming the setting to fix; None when
+    Kafka is connected or merely unreachable. `kafka_state` keeps its values alongside."""
+    postgres_problem: Problem | None = None
+    """Why PostgreSQL refuses us (password, certificate, privileges) and what to fix."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, used by the control socket."""
@@ -152,6 +166,8 @@ def snapshot_to_dict(s: StatsSnapshot) -> dict[str, Any]:
         ],
         "errors": [[_iso(e.at), e.source, e.message] for e in s.errors],
         "errors_total": s.errors_total,
+        "kafka_problem": _problem_list(s.kafka_problem),
+        "postgres_problem": _problem_list(s.postgres_problem),
     }
 
 
@@ -212,7 +228,17 @@ def snapshot_from_dict(d: dict[str, Any]) -> StatsSnapshot:
             ErrorEntry(_dt(a) or datetime.now(UTC), str(s), str(m)) for a, s, m in d["errors"]
         ),
         errors_total=int(d["errors_total"]),
+        kafka_problem=_problem(d.get("kafka_problem")),  # absent from older engines
+        postgres_problem=_problem(d.get("postgres_problem")),
     )
+
+
+def _problem_list(p: Problem | None) -> list[str] | None:
+    return None if p is None else [p.code, p.line]
+
+
+def _problem(value: Any) -> Problem | None:
+    return Problem(str(value[0]), str(value[1])) if value else None
 
 
 @dataclass
@@ -262,6 +288,9 @@ class Stats:
         self.targets: dict[str, TargetStatus] = {}
         self.errors: deque[ErrorEntry] = deque(maxlen=ERRORS_KEPT)
         self.errors_total = 0
+        # Per Kafka client ("producer", "consumer"): in role "all" both may name one cause.
+        self.kafka_problems: dict[str, Problem] = {}
+        self.postgres_problem: Problem | None = None
 
     def tick(self) -> None:
         """Roll the per-second rates; the engine calls this once a second."""
@@ -273,6 +302,17 @@ class Stats:
         """Record an error for the errors pane (bounded ring) and the error counter."""
         self.errors_total += 1
         self.errors.append(ErrorEntry(datetime.now(UTC), source, message))
+
+    def name_kafka_problem(self, source: str, problem: Problem) -> bool:
+        """Remember why `source`'s Kafka client is refused. True when the cause is news (no
+        client of this engine names it yet), so the caller says it once, not per retry."""
+        news = problem not in self.kafka_problems.values()
+        self.kafka_problems[source] = problem
+        return news
+
+    def clear_kafka_problem(self, source: str) -> bool:
+        """`source` connected (or its settings work again); True if it had named a cause."""
+        return self.kafka_problems.pop(source, None) is not None
 
     def record_db_write(self, ms: float) -> None:
         """Exponentially smoothed DB write latency, so one slow batch does not flap the UI."""
@@ -318,4 +358,6 @@ class Stats:
             targets=tuple(self.targets[k] for k in sorted(self.targets)),
             errors=tuple(self.errors),
             errors_total=self.errors_total,
+            kafka_problem=next(iter(self.kafka_problems.values()), None),
+            postgres_problem=self.postgres_problem,
         )

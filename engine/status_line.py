@@ -30,4 +30,10 @@ def status_line(s: StatsSnapshot) -> str:
             f"freshness={fresh}",
         ]
     parts.append(f"errors={s.errors_total}")
+    # A short code only: the key=value form stays parseable, and the whole cause (with what
+    # to fix) is in the log, the errors list and /healthz, said once rather than every line.
+    if s.kafka_problem is not None:
+        parts.append(f"kafka_problem={s.kafka_problem.code}")
+    if s.postgres_problem is not None and s.role in ("all", "consumer"):
+        parts.append(f"postgres_problem={s.postgres_problem.code}")
     return "status " + " ".join(parts)

@@ -67,14 +67,13 @@ def _figure(label: str, value: str, alert: bool = False) -> Text:
 
 
 def header_text(s: StatsSnapshot) -> Text:
-    """Connection states and end-to-end freshness: the first thing to look at."""
-    return Text("  ").join(
-        [
-            state_text("Kafka", s.kafka_state),
-            state_text("PostgreSQL", s.postgres_state),
-            _figure("fresh", human_seconds(s.freshness_s)),
-        ]
-    )
+    """Connection states and end-to-end freshness: the first thing to look at. A refused
+    password or certificate adds its short code; the errors pane has the whole line."""
+    kafka, postgres = state_text("Kafka", s.kafka_state), state_text("PostgreSQL", s.postgres_state)
+    for text, problem in ((kafka, s.kafka_problem), (postgres, s.postgres_problem)):
+        if problem is not None:
+            text.append_text(safe_text(f" ({problem.code})", "bold red", max_chars=24))
+    return Text("  ").join([kafka, postgres, _figure("fresh", human_seconds(s.freshness_s))])
 
 
 def counters_text(s: StatsSnapshot) -> Text:
