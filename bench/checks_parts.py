@@ -1,9 +1,11 @@
 """Website checks at scale, and the agent's own footprint.
 
-Checks: the real engine (producer role: scheduler, checker, shipper to Kafka) with N targets
-against the local web server. Its check callback is wrapped to note each result's lateness (the
-check start against its slot, as the scheduler reports it). Counted after one full interval of
-warm-up, so the spread-out first runs are not mistaken for a slow scheduler.
+Checks: the real engine (producer role: scheduler, checker, shipper to Kafka; with its check
+worker processes when ``[agent] check_workers`` asks for them) with N targets against the local
+web server. Its check callback is wrapped to note each result's arrival in the engine and its
+lateness (the check start against its slot, as the scheduler reports it). Counted after one full
+interval of warm-up, so the spread-out first runs are not mistaken for a slow scheduler. CPU per
+check counts the engine process and its workers.
 
 Agent: `metrictui --headless --role producer` as a child process, every metric each second and
 a handful of targets; CPU (user + system, all threads) over the window after warm-up, as a
@@ -13,6 +15,7 @@ percentage of one core, and RSS at the end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import subprocess
 import sys
@@ -27,6 +30,7 @@ import psutil
 
 from bench.env import BenchEnv, child_env
 from bench.measure import percentile
+from engine.check_pool import CheckWorkerPool
 from engine.checks import CheckResult
 from engine.engine import Engine
 
@@ -38,8 +42,14 @@ class Checks:
     lateness_p99_ms: float | None
     ok_pct: float | None
     missed_slots: int
+    """Slots skipped during the window (a check could not start within its interval)."""
     cpu_ms_per_check: float | None
-    """CPU of this process (scheduler, checker, events to Kafka) per check in the window."""
+    """CPU of the engine and its check workers (scheduler, checker, events to Kafka) per check
+    in the window."""
+    engine_cpu_ms_per_check: float | None
+    """The engine process's part of that (Kafka, stats; everything when in-process)."""
+    workers: int
+    """Check worker processes (0: checks ran in the engine process)."""
     concurrency: int
 
 
@@ -61,21 +71,25 @@ async def measure_checks(
     engine = Engine(config, role="producer")
     loop = asyncio.get_running_loop()
     seen: list[tuple[float, float, bool]] = []
-    original: Callable[[CheckResult, float], None] = engine._on_check
+    original: Callable[..., None] = engine._on_check
 
-    def on_check(result: CheckResult, lateness: float) -> None:
+    def on_check(result: CheckResult, lateness: float, *event: bytes) -> None:
         seen.append((loop.time(), lateness, result.ok))
-        original(result, lateness)
+        original(result, lateness, *event)
 
     setattr(engine, "_on_check", on_check)  # noqa: B010 - instrumenting an instance
     await engine.start()
     started = loop.time()
+    me = psutil.Process()
     try:
         await asyncio.sleep(warmup_s)
-        cpu = time.process_time()
-        await asyncio.sleep(seconds)
-        cpu = time.process_time() - cpu
+        cpu, workers_cpu = time.process_time(), _children_cpu(me)
         missed = engine.scheduler.missed_slots if engine.scheduler else 0
+        await asyncio.sleep(seconds)
+        cpu, workers_cpu = time.process_time() - cpu, _children_cpu(me) - workers_cpu
+        missed = (engine.scheduler.missed_slots if engine.scheduler else 0) - missed
+        pool = engine.scheduler if isinstance(engine.scheduler, CheckWorkerPool) else None
+        worker_pids = pool.pids() if pool is not None else []
     finally:
         await engine.stop(timeout=20)
     lo, hi = started + warmup_s, started + warmup_s + seconds
@@ -87,9 +101,20 @@ async def measure_checks(
         lateness_p99_ms=percentile(late_ms, 99),
         ok_pct=100 * sum(ok for _, ok in window) / len(window) if window else None,
         missed_slots=missed,
-        cpu_ms_per_check=1000 * cpu / len(window) if window else None,
+        cpu_ms_per_check=1000 * (cpu + workers_cpu) / len(window) if window else None,
+        engine_cpu_ms_per_check=1000 * cpu / len(window) if window else None,
+        workers=len(worker_pids),
         concurrency=config.agent.check_concurrency,
     )
+
+
+def _children_cpu(me: psutil.Process) -> float:
+    """CPU (user + system) of the live child processes (the check workers) so far."""
+    total = 0.0
+    for child in me.children():
+        with contextlib.suppress(psutil.Error):
+            total += _cpu(child)
+    return total
 
 
 async def bare_http(url: str, count: int, concurrency: int) -> float:

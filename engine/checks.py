@@ -5,21 +5,25 @@ no keep-alive (`force_close`), no DNS cache, no cookie jar. Every check therefor
 connects and (for https) handshakes itself, and one target's cookies or broken connection
 can never leak into another target's result.
 
-How the phases are timed (all with `time.perf_counter`, per check, summed over redirect hops):
+How the phases are timed (all with `time.perf_counter`, per check, summed over redirect hops).
+No aiohttp trace signals: with a trace config aiohttp builds a parameter object and awaits a
+signal for every step of every request, a few percent of a check's CPU at 1,000 checks/s.
+Instead, small subclasses note each boundary on the check's `_Timeline`, which a `ContextVar`
+ties to the check running in the current task:
 
-- ``dns_ms``: `on_dns_resolvehost_start` -> `on_dns_resolvehost_end` (aiohttp only emits these
-  for host names, so an IP literal has ``dns_ms=None``). Lookups run on a thread pool of our own
-  (`_PooledResolver`) so slow or dead name servers of some targets cannot queue the lookups of
-  the others behind them in the event loop's small default executor.
-- ``connect_ms``: end of DNS (or `on_connection_create_start` for an IP literal) -> the moment
-  the TCP socket is connected. aiohttp has no trace signal for that moment, so the connector's
-  protocol factory is wrapped (`_TimedConnector`): asyncio's `loop.create_connection(sock=...)`
-  calls the protocol factory right after the TCP connect and *before* it starts the TLS
-  handshake. A `ContextVar` ties the factory call to the check running in the current task.
-- ``tls_ms``: that same factory call -> `on_connection_create_end`, i.e. the TLS handshake;
+- ``dns_ms``: around the lookup in our resolver (`_PooledResolver`); aiohttp only resolves host
+  names, so an IP literal has ``dns_ms=None``. Lookups run on a thread pool of our own so slow
+  or dead name servers of some targets cannot queue the lookups of the others behind them in
+  the event loop's small default executor.
+- ``connect_ms``: end of DNS (or the start of the connector's `_create_connection` for an IP
+  literal) -> the moment the TCP socket is connected. aiohttp has no hook for that moment, so
+  the connector's protocol factory is wrapped (`_TimedConnector`): asyncio's
+  `loop.create_connection(sock=...)` calls the protocol factory right after the TCP connect and
+  *before* it starts the TLS handshake.
+- ``tls_ms``: that same factory call -> `_create_connection` returning, i.e. the TLS handshake;
   ``None`` for plain http (the connection has no ``ssl_object``).
-- ``ttfb_ms``: `on_request_headers_sent` -> `on_request_end` / `on_request_redirect` (fired
-  once the response status line and headers are parsed) of the last hop.
+- ``ttfb_ms``: the request headers written (`_TimedRequest.send` returned) -> the response
+  status line and headers parsed (`_TimedResponse.start` returned), of the last hop.
 - ``total_ms``: start of the check -> body read (or failure).
 
 Phases that did not complete are ``None``; ``total_ms`` is always set.
@@ -38,15 +42,18 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
 import re2
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.client_proto import ResponseHandler
+from aiohttp.client_reqrep import ClientRequest
+from aiohttp.connector import Connection
+from aiohttp.tracing import Trace
 from cryptography import x509
 from multidict import CIMultiDict
+from yarl import URL
 
 from engine import __version__
 from engine.targets import Target
@@ -173,9 +180,10 @@ class _Timeline:
         self.protocol: ResponseHandler | None = None
 
 
-_CONNECTING: contextvars.ContextVar[_Timeline | None] = contextvars.ContextVar(
+_TIMELINE: contextvars.ContextVar[_Timeline | None] = contextvars.ContextVar(
     "metrictui_check_timeline", default=None
 )
+_REDIRECTS = frozenset((301, 302, 303, 307, 308))
 
 
 def _ms(start: float, end: float) -> float:
@@ -187,7 +195,8 @@ def _plus(total: float | None, ms: float) -> float:
 
 
 class _TimedConnector(aiohttp.TCPConnector):
-    """TCPConnector that notes when the TCP connect finished, before any TLS handshake.
+    """TCPConnector that notes when a connection starts, when its TCP connect finished (before
+    any TLS handshake), and when it is ready, with the peer address and certificate.
 
     aiohttp passes `self._factory` to `loop.create_connection(sock=connected_socket, ssl=...)`,
     which calls it first and only then runs the handshake; wrapping it gives the boundary
@@ -198,10 +207,24 @@ class _TimedConnector(aiohttp.TCPConnector):
         super().__init__(**kwargs)
         self._factory = functools.partial(_timed_protocol, self._factory)
 
+    async def _create_connection(
+        self, req: ClientRequest, traces: list[Trace], timeout: aiohttp.ClientTimeout
+    ) -> ResponseHandler:
+        tl = _TIMELINE.get()
+        if tl is None:
+            return await super()._create_connection(req, traces, timeout)
+        tl.create_start = time.perf_counter()
+        tl.dns_start = tl.dns_end = tl.tcp_done = None
+        tl.protocol = None
+        tl.stage = "connecting"
+        protocol = await super()._create_connection(req, traces, timeout)
+        _connection_ready(tl)
+        return protocol
+
 
 def _timed_protocol(make: functools.partial[ResponseHandler]) -> ResponseHandler:
     protocol = make()
-    timeline = _CONNECTING.get()
+    timeline = _TIMELINE.get()
     if timeline is not None:
         now = time.perf_counter()
         timeline.tcp_done = now
@@ -210,6 +233,48 @@ def _timed_protocol(make: functools.partial[ResponseHandler]) -> ResponseHandler
         timeline.protocol = protocol
         timeline.stage = "in the TLS handshake"
     return protocol
+
+
+def _connection_ready(tl: _Timeline) -> None:
+    """The connection is up (TLS done): note the TLS time, the peer address and certificate."""
+    now = time.perf_counter()
+    tl.stage = "sending the request"
+    transport = tl.protocol.transport if tl.protocol is not None else None
+    if transport is None:
+        return
+    peer = transport.get_extra_info("peername")
+    if isinstance(peer, tuple) and peer:
+        tl.resolved_ip = str(peer[0])
+    ssl_object = transport.get_extra_info("ssl_object")
+    if isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket):
+        if tl.tcp_done is not None:
+            tl.tls_ms = _plus(tl.tls_ms, _ms(tl.tcp_done, now))
+        tl.cert_der = ssl_object.getpeercert(binary_form=True)
+
+
+class _TimedRequest(aiohttp.ClientRequest):
+    """Notes when the request headers have been written (the start of `ttfb_ms`)."""
+
+    async def send(self, conn: Connection) -> aiohttp.ClientResponse:
+        response = await super().send(conn)
+        tl = _TIMELINE.get()
+        if tl is not None:
+            tl.headers_sent = time.perf_counter()
+            tl.stage = "waiting for the response headers"
+        return response
+
+
+class _TimedResponse(aiohttp.ClientResponse):
+    """Notes when the status line and headers have been parsed (the end of `ttfb_ms`)."""
+
+    async def start(self, connection: Connection) -> aiohttp.ClientResponse:
+        response = await super().start(connection)
+        tl = _TIMELINE.get()
+        if tl is not None:
+            if tl.headers_sent is not None:
+                tl.ttfb_ms = _ms(tl.headers_sent, time.perf_counter())
+            tl.stage = "following a redirect" if self.status in _REDIRECTS else "reading the body"
+        return response
 
 
 class _PooledResolver(AbstractResolver):
@@ -222,6 +287,10 @@ class _PooledResolver(AbstractResolver):
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         loop = asyncio.get_running_loop()
+        tl = _TIMELINE.get()
+        if tl is not None:
+            tl.dns_start = time.perf_counter()
+            tl.stage = "resolving the host name"
         infos = await loop.run_in_executor(
             self._pool,
             functools.partial(
@@ -234,6 +303,10 @@ class _PooledResolver(AbstractResolver):
                 socket.AI_ADDRCONFIG,
             ),
         )
+        if tl is not None:
+            tl.dns_end = now = time.perf_counter()
+            tl.dns_ms = _plus(tl.dns_ms, _ms(tl.dns_start or now, now))
+            tl.stage = "connecting"
         hosts: list[ResolveResult] = []
         for fam, _, proto, _, address in infos:
             if fam == socket.AF_INET6 and len(address) >= 4 and address[3]:
@@ -263,103 +336,10 @@ class _PooledResolver(AbstractResolver):
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-async def _on_create_start(
-    _session: aiohttp.ClientSession,
-    ctx: SimpleNamespace,
-    _params: aiohttp.TraceConnectionCreateStartParams,
-) -> None:
-    tl: _Timeline = ctx.trace_request_ctx
-    tl.create_start = time.perf_counter()
-    tl.dns_start = tl.dns_end = tl.tcp_done = None
-    tl.protocol = None
-    tl.stage = "connecting"
-
-
-async def _on_dns_start(
-    _session: aiohttp.ClientSession,
-    ctx: SimpleNamespace,
-    _params: aiohttp.TraceDnsResolveHostStartParams,
-) -> None:
-    tl: _Timeline = ctx.trace_request_ctx
-    tl.dns_start = time.perf_counter()
-    tl.stage = "resolving the host name"
-
-
-async def _on_dns_end(
-    _session: aiohttp.ClientSession,
-    ctx: SimpleNamespace,
-    _params: aiohttp.TraceDnsResolveHostEndParams,
-) -> None:
-    tl: _Timeline = ctx.trace_request_ctx
-    tl.dns_end = now = time.perf_counter()
-    if tl.dns_start is not None:
-        tl.dns_ms = _plus(tl.dns_ms, _ms(tl.dns_start, now))
-    tl.stage = "connecting"
-
-
-async def _on_create_end(
-    _session: aiohttp.ClientSession,
-    ctx: SimpleNamespace,
-    _params: aiohttp.TraceConnectionCreateEndParams,
-) -> None:
-    now = time.perf_counter()
-    tl: _Timeline = ctx.trace_request_ctx
-    tl.stage = "sending the request"
-    transport = tl.protocol.transport if tl.protocol is not None else None
-    if transport is None:
-        return
-    peer = transport.get_extra_info("peername")
-    if isinstance(peer, tuple) and peer:
-        tl.resolved_ip = str(peer[0])
-    ssl_object = transport.get_extra_info("ssl_object")
-    if isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket):
-        if tl.tcp_done is not None:
-            tl.tls_ms = _plus(tl.tls_ms, _ms(tl.tcp_done, now))
-        tl.cert_der = ssl_object.getpeercert(binary_form=True)
-
-
-async def _on_headers_sent(
-    _session: aiohttp.ClientSession,
-    ctx: SimpleNamespace,
-    _params: aiohttp.TraceRequestHeadersSentParams,
-) -> None:
-    tl: _Timeline = ctx.trace_request_ctx
-    tl.headers_sent = time.perf_counter()
-    tl.stage = "waiting for the response headers"
-
-
-async def _on_redirect(
-    _session: aiohttp.ClientSession,
-    ctx: SimpleNamespace,
-    _params: aiohttp.TraceRequestRedirectParams,
-) -> None:
-    tl: _Timeline = ctx.trace_request_ctx
-    if tl.headers_sent is not None:
-        tl.ttfb_ms = _ms(tl.headers_sent, time.perf_counter())
-    tl.stage = "following a redirect"
-
-
-async def _on_request_end(
-    _session: aiohttp.ClientSession,
-    ctx: SimpleNamespace,
-    _params: aiohttp.TraceRequestEndParams,
-) -> None:
-    tl: _Timeline = ctx.trace_request_ctx
-    if tl.headers_sent is not None:
-        tl.ttfb_ms = _ms(tl.headers_sent, time.perf_counter())
-    tl.stage = "reading the body"
-
-
-def _trace_config() -> aiohttp.TraceConfig:
-    config = aiohttp.TraceConfig()
-    config.on_connection_create_start.append(_on_create_start)
-    config.on_dns_resolvehost_start.append(_on_dns_start)
-    config.on_dns_resolvehost_end.append(_on_dns_end)
-    config.on_connection_create_end.append(_on_create_end)
-    config.on_request_headers_sent.append(_on_headers_sent)
-    config.on_request_redirect.append(_on_redirect)
-    config.on_request_end.append(_on_request_end)
-    return config
+@functools.lru_cache(maxsize=16384)
+def _url(text: str) -> URL:
+    """The parsed URL of a target (cached: yarl parsing is a visible part of a check's CPU)."""
+    return URL(text)
 
 
 @functools.lru_cache(maxsize=16384)
@@ -490,7 +470,8 @@ class Checker:
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=None, connect=None, sock_connect=None),
             cookie_jar=aiohttp.DummyCookieJar(),
-            trace_configs=[_trace_config()],
+            request_class=_TimedRequest,
+            response_class=_TimedResponse,
             headers={"User-Agent": _USER_AGENT},
             trust_env=False,
         )
@@ -517,7 +498,7 @@ class Checker:
         content_match: bool | None = None
         reason: str | None = None
         error: str | None = None
-        token = _CONNECTING.set(timeline)
+        token = _TIMELINE.set(timeline)
         try:
             try:
                 async with asyncio.timeout(target.timeout):
@@ -537,7 +518,7 @@ class Checker:
             log.exception("unexpected failure checking %s", target.name)
             reason, error = "error", describe_error(exc)
         finally:
-            _CONNECTING.reset(token)
+            _TIMELINE.reset(token)
         return CheckResult(
             target=target.name,
             url=target.url,
@@ -572,13 +553,12 @@ class Checker:
                 raise _Failure("error", f"invalid regex {target.regex!r}: {detail}") from None
         async with session.request(
             target.method,
-            target.url,
-            headers=CIMultiDict(target.headers),
+            _url(target.url),
+            headers=CIMultiDict(target.headers) if target.headers else None,
             ssl=self._ssl_for(target),
             allow_redirects=self._max_redirects > 0,
             # aiohttp raises on reaching its limit; +1 so `max_redirects` hops are followed.
             max_redirects=self._max_redirects + 1,
-            trace_request_ctx=timeline,
         ) as response:
             timeline.status = response.status
             timeline.stage = "reading the body"

@@ -133,6 +133,8 @@ class AgentConfig:
     spool_max_mb: int = 256
     check_body_max_kb: int = 1024
     check_concurrency: int = 256
+    check_workers: int | str = "auto"
+    """Processes that run website checks: "auto", or a count (0 or 1: in this process)."""
 
 
 @dataclass(frozen=True)
@@ -189,7 +191,7 @@ class _Problem(Exception):
 class _Key:
     """How one key is typed and checked.
 
-    kind: str | int | float | bool | path | list | secret | servers.
+    kind: str | int | float | bool | path | list | secret | servers | workers.
     """
 
     kind: str
@@ -328,6 +330,7 @@ _SCHEMA_KEYS: dict[str, dict[str, _Key]] = {
         "spool_max_mb": _int_key(1, 1024 * 1024),
         "check_body_max_kb": _int_key(1, 1024 * 1024),
         "check_concurrency": _int_key(1, 100000),
+        "check_workers": _Key("workers", lo=0, hi=64),
     },
     "consumer": {
         "group_id": _str_key(_nonempty),
@@ -366,6 +369,8 @@ def _expected(spec: _Key) -> str:
         noun = "an integer" if spec.kind == "int" else "a number"
         low = f"> {spec.lo:g}" if spec.lo_open else f">= {spec.lo:g}"
         return f"{noun} {low} and <= {spec.hi:g}"
+    if spec.kind == "workers":
+        return f'"auto" or an integer >= {spec.lo:g} and <= {spec.hi:g}'
     return {
         "str": "a string",
         "bool": "true or false",
@@ -429,6 +434,8 @@ def _from_env_text(spec: _Key, text: str) -> object:
         raise _Problem(f"must be true/false/1/0/yes/no, got {text!r}")
     if spec.kind == "list":
         return [item.strip() for item in text.split(",") if item.strip()]
+    if spec.kind == "workers" and text.strip().lstrip("-").isdigit():
+        return int(text.strip())
     return text
 
 
@@ -469,6 +476,8 @@ def _convert(spec: _Key, given: _Given) -> object:
         value = tuple(dict.fromkeys(value))
     elif kind == "servers":
         value = _servers(spec, value)
+    elif kind == "workers":
+        value = _workers(spec, value, got)
     if kind in ("int", "float"):
         assert isinstance(value, int | float) and spec.lo is not None and spec.hi is not None
         too_low = value <= spec.lo if spec.lo_open else value < spec.lo
@@ -480,6 +489,18 @@ def _convert(spec: _Key, given: _Given) -> object:
     if spec.rule is not None:
         spec.rule(value)
     return Secret(value) if kind == "secret" and isinstance(value, str) else value
+
+
+def _workers(spec: _Key, value: object, got: str) -> int | str:
+    """``"auto"`` or a process count within the key's bounds."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _type_error(spec, value)
+    assert spec.lo is not None and spec.hi is not None
+    if not spec.lo <= value <= spec.hi:
+        raise _Problem(f"must be {_expected(spec)}, got {got}")
+    return value
 
 
 def _choice(choices: tuple[str, ...], value: str) -> str:

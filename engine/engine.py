@@ -18,6 +18,7 @@ from typing import Literal
 
 import psycopg
 
+from engine.check_pool import CheckWorkerPool, WorkerSetup, worker_count
 from engine.checks import Checker, CheckResult
 from engine.collectors import COLLECTOR_NAMES, HostCollector
 from engine.config import Config
@@ -53,7 +54,7 @@ class Engine:
         self.shipper: Shipper | None = None
         self.sink: Sink | None = None
         self.checker: Checker | None = None
-        self.scheduler: CheckScheduler | None = None
+        self.scheduler: CheckScheduler | CheckWorkerPool | None = None
         self.collector: HostCollector | None = None
         self._metrics_wakeup = asyncio.Event()
         self._started = False
@@ -120,11 +121,20 @@ class Engine:
             self.shipper = Shipper(cfg.kafka, spool, self.stats, client_id)
             await self.shipper.start()
             self.collector = HostCollector(enabled)
-            self.checker = Checker(body_max_bytes=cfg.agent.check_body_max_kb * 1024)
-            await self.checker.start()
-            self.scheduler = CheckScheduler(
-                self.checker, self._on_check, concurrency=cfg.agent.check_concurrency
-            )
+            body_max = cfg.agent.check_body_max_kb * 1024
+            workers = worker_count(cfg.agent.check_workers, self._targets.values())
+            if workers:  # many targets: check in worker processes (engine.check_pool)
+                setup = WorkerSetup(self.agent, self.host, body_max, cfg.agent.check_concurrency)
+                self.scheduler = CheckWorkerPool(
+                    workers, setup, self._on_check, lambda line: self.stats.error("checks", line)
+                )
+                log.info("checking websites in %d worker processes", workers)
+            else:
+                self.checker = Checker(body_max_bytes=body_max)
+                await self.checker.start()
+                self.scheduler = CheckScheduler(
+                    self.checker, self._on_check, concurrency=cfg.agent.check_concurrency
+                )
             self._publish_targets()
             self.scheduler.start()
             self._tasks.append(asyncio.create_task(self._collect_loop(), name="collect"))
@@ -213,13 +223,19 @@ class Engine:
                 async with asyncio.timeout(delay):
                     await self._metrics_wakeup.wait()
 
-    def _on_check(self, result: CheckResult, lateness_s: float) -> None:
+    def _on_check(self, result: CheckResult, lateness_s: float, event: bytes | None = None) -> None:
+        """Ship one result and note it in the stats; `event` is its Kafka value when a check
+        worker encoded it already."""
         assert self.shipper is not None
         self.stats.checks_total += 1
         target = self._targets.get(result.target)
         if target is None:
             return  # deleted while the check ran
-        value = encode_event("check", self.agent, self.host, result.started_at, result.to_payload())
+        value = event
+        if value is None:
+            value = encode_event(
+                "check", self.agent, self.host, result.started_at, result.to_payload()
+            )
         self.shipper.submit(self.config.kafka.checks_topic, result.target.encode(), value)
         cert_days = None
         if result.cert_expires_at is not None:

@@ -13,7 +13,10 @@ target list does not fire all at once but a handful of new targets still run wit
 the window is `min(interval, max(1 s, new targets / FIRST_RUNS_PER_S))`.
 
 Lateness, passed to `on_result` with every result, is the start of the check (semaphore
-acquired) minus its slot: it shows event-loop lag and concurrency saturation.
+acquired) minus its slot: it shows event-loop lag and concurrency saturation. When the process
+is saturated (CPU or `concurrency`), a slot that cannot start before the next one is due is
+skipped (counted in `missed_slots`) rather than run late: that sheds load instead of letting
+every check drift further behind, so lateness stays below one interval.
 """
 
 from __future__ import annotations
@@ -78,7 +81,8 @@ class CheckScheduler:
 
     @property
     def missed_slots(self) -> int:
-        """Slots skipped because the previous check of the same target was still running."""
+        """Slots skipped: the previous check of the same target was still running, or the
+        check could not start within one interval of its slot (saturation)."""
         return self._missed_slots
 
     @property
@@ -139,11 +143,15 @@ class CheckScheduler:
                 await asyncio.sleep(delay)
             async with self._semaphore:
                 lateness = max(0.0, loop.time() - slot)
-                try:
-                    result = await self._checker.check(target)
-                except Exception:  # Checker never raises for site problems; this is a bug
-                    log.exception("website check of %s failed unexpectedly", target.name)
+                if lateness >= interval:  # saturated: the next slot is due already
                     result = None
+                    self._missed_slots += 1
+                else:
+                    try:
+                        result = await self._checker.check(target)
+                    except Exception:  # Checker never raises for site problems; this is a bug
+                        log.exception("website check of %s failed unexpectedly", target.name)
+                        result = None
             if result is not None:
                 try:
                     self._on_result(result, lateness)
