@@ -26,6 +26,8 @@ from sites import LocalSites
 
 from engine.check_pool import CheckWorkerPool, WorkerSetup, shard_of
 from engine.checks import CheckResult
+from engine.config import load_config
+from engine.engine import Engine
 from engine.envelope import decode_event
 from engine.targets import Target
 
@@ -284,3 +286,58 @@ def test_headless_producer_with_workers_ships_each_check_once_and_stops_cleanly(
         assert all(p["ok"] is True and p["status_code"] == 200 for p in payloads), payloads
     for p in by_target["e2e-tls"]:
         assert p["tls_ms"] and p["dns_ms"] is not None and p["cert_expires_at"]
+
+
+@pytest.mark.integration
+async def test_engine_target_controls_reach_the_workers(
+    pipeline: Pipeline, local_sites: LocalSites
+) -> None:
+    """The engine's control API (what the dashboard and the control socket call) applies to
+    targets checked in worker processes: add, edit, disable, enable and delete."""
+    pipeline.write_config(agent={"check_workers": 2, "metrics_interval": 60.0})
+    pipeline.write_targets(
+        [{"name": "base", "url": local_sites.http_url("/"), "interval": INTERVAL}]
+    )
+    engine = Engine(load_config(pipeline.config_path, {}), role="producer")
+    got = Results()
+    original = engine._on_check
+
+    def on_check(result: CheckResult, lateness: float, *event: bytes) -> None:
+        got.on_result(result, lateness, event[0] if event else b"")
+        original(result, lateness, *event)
+
+    setattr(engine, "_on_check", on_check)  # noqa: B010 - instrumenting an instance
+    await engine.start()
+    try:
+        assert isinstance(engine.scheduler, CheckWorkerPool) and engine.scheduler.workers == 2
+        await got.wait(lambda: got.by_target["base"], 30, "the first result")
+        assert got.by_target["base"][0][3], "the worker encoded the event"
+        await engine.add_target(
+            Target(name="new", url=local_sites.http_url("/"), interval=INTERVAL)
+        )
+        await got.wait(lambda: got.by_target["new"], 15, "the added target")
+        await engine.update_target(
+            "new", Target(name="new", url=local_sites.http_url("/status/202"), interval=INTERVAL)
+        )
+        await got.wait(
+            lambda: any(r.status_code == 202 for _, r, _, _ in got.by_target["new"]),
+            15,
+            "the edited target",
+        )
+        await engine.set_target_enabled("base", False)
+        await asyncio.sleep(3 * INTERVAL)
+        quiet = time.monotonic()
+        await asyncio.sleep(4 * INTERVAL)
+        assert got.count_since("base", quiet) == 0
+        await engine.set_target_enabled("base", True)
+        again = time.monotonic()
+        await got.wait(lambda: got.count_since("base", again) > 0, 15, "the re-enabled target")
+        await engine.delete_target("new")
+        await asyncio.sleep(3 * INTERVAL)
+        gone = time.monotonic()
+        await asyncio.sleep(4 * INTERVAL)
+        assert got.count_since("new", gone) == 0
+        snap = engine.snapshot()
+        assert snap.checks_total >= sum(len(v) for v in got.by_target.values()) > 0
+    finally:
+        await engine.stop(timeout=10)
