@@ -39,15 +39,27 @@ class SettingsWatch:
     never blocking, so the send and consume paths can call them as often as they like."""
 
     def __init__(
-        self, cfg: KafkaConfig, stats: Stats, source: str, probe: ProbeFn = probe_settings
+        self,
+        cfg: KafkaConfig,
+        stats: Stats,
+        source: str,
+        probe: ProbeFn = probe_settings,
+        *,
+        first_pause_s: float = FIRST_PAUSE_S,
+        max_pause_s: float = MAX_PAUSE_S,
     ) -> None:
         self.cfg = cfg
         self.stats = stats
         self.source = source
         self._probe = probe
+        self._first_pause = first_pause_s
+        self._max_pause = max_pause_s
         self._task: asyncio.Task[None] | None = None
-        self._pause = FIRST_PAUSE_S
+        self._pause = first_pause_s
         self._next_at = 0.0  # monotonic time before which no new probe starts
+        self.settings_work = False
+        """A probe got through while the client was down: the settings as they are now (files
+        read afresh) work, so a client still failing holds stale ones in memory."""
 
     def down(self) -> None:
         """The client failed to reach Kafka: probe in the background if one is due."""
@@ -57,13 +69,14 @@ class SettingsWatch:
         if now < self._next_at:
             return
         self._next_at = now + self._pause
-        self._pause = min(self._pause * 2, MAX_PAUSE_S)
+        self._pause = min(self._pause * 2, self._max_pause)
         self._task = asyncio.create_task(self._run(), name=f"{self.source}-kafka-probe")
 
     def up(self) -> None:
         """The client is connected: forget the back-off and any cause it had named."""
-        self._pause = FIRST_PAUSE_S
+        self._pause = self._first_pause
         self._next_at = 0.0
+        self.settings_work = False
         if self._task is not None and not self._task.done():
             self._task.cancel()  # its answer would be about a connection that now works
         self._clear()
@@ -81,6 +94,7 @@ class SettingsWatch:
         except Exception as exc:  # a probe bug must not end up as an unretrieved task error
             log.debug("Kafka settings probe failed: %s", type(exc).__name__)
             return
+        self.settings_work = result.reached
         if result.problem is not None:
             self._name(result.problem)
         elif result.reached:

@@ -133,6 +133,7 @@ class Sink:
         # Names the cause when Kafka refuses our settings after start (see engine.kafka_watch).
         self._watch = SettingsWatch(config.kafka, stats, "consumer")
         self._kafka_checked_at = 0.0  # last message or metadata answer (monotonic)
+        self._retired: asyncio.Task[None] | None = None  # a replaced consumer, stopping
 
     async def connect_postgres(self) -> None:
         """First connection; wrong credentials raise ConnectError, other failures propagate."""
@@ -201,8 +202,23 @@ class Sink:
                 await self.consumer.topics()
         except (KafkaError, OSError, TimeoutError):
             self._kafka_down()
+            if self._watch.settings_work:
+                await self._rebuild_consumer()
             return
         self._kafka_up()
+
+    async def _rebuild_consumer(self) -> None:
+        """A probe with the settings as they are now gets through, and this consumer still
+        cannot: aiokafka reuses the TLS context it was built with on every reconnect, so a CA,
+        certificate or key rotated on disk since (the fix for a replaced broker CA) reaches
+        only a new consumer. The old one stays in place until the new one runs, and is
+        stopped in the background: aiokafka's stop() can outlast its timeout on a consumer
+        that cannot reach the broker, and must not hold up consuming."""
+        log.info("Kafka takes the [kafka] settings as they are now; reconnecting the consumer")
+        old = self.consumer
+        await self._start_consumer()
+        if old is not None and old is not self.consumer:
+            self._retired = asyncio.create_task(_stop_quietly(old), name="sink-old-consumer")
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -459,9 +475,18 @@ class Sink:
 
     async def close(self) -> None:
         await self._watch.close()
+        if self._retired is not None and not self._retired.done():
+            self._retired.cancel()
         if self.consumer is not None:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(5):
                     await self.consumer.stop()
             self.consumer = None
         await self.store.close()
+
+
+async def _stop_quietly(consumer: AIOKafkaConsumer) -> None:
+    """Stop a consumer that is being replaced; bounded, and nothing it raises matters."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(10):
+            await consumer.stop()
