@@ -6,8 +6,9 @@ feeds Kafka falls behind and every check starts late. `CheckWorkerPool` runs the
 ``[agent] check_workers`` processes (`engine.check_worker`), each with its own scheduler, checker
 and uvloop, while this process keeps the Kafka producer, the stats and the control API.
 
-- **Sharding:** a target belongs to worker ``int(spread(name) * workers)``, the same hash that
-  spreads first runs, so an edit moves no other target and a restart finds the same shard.
+- **Sharding:** a target belongs to the worker its name hashes to (`shard_of`), so an edit
+  moves no other target and a restart finds the same shard; the hash is independent of the
+  one that places slots in the interval, so every worker gets an even share of each second.
 - **Runtime edits:** `set_targets` (called by the engine on add/edit/toggle/delete) resends
   the shards that changed; each worker's own scheduler diffs them as the in-process one does.
 - **Results:** each arrives once, with the Kafka event already encoded by the worker. A result
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import math
 import os
@@ -49,7 +51,6 @@ from engine.check_wire import (
     targets_to_wire,
 )
 from engine.checks import CheckResult
-from engine.scheduler import spread
 from engine.targets import Target
 
 log = logging.getLogger("metrictui.checks")
@@ -87,8 +88,15 @@ def worker_count(setting: int | str, targets: Iterable[Target], cpus: int | None
 
 
 def shard_of(name: str, workers: int) -> int:
-    """The worker that checks target `name`; stable across restarts and processes."""
-    return min(workers - 1, int(spread(name) * workers))
+    """The worker that checks target `name`; stable across restarts and processes.
+
+    A hash of its own, not `spread(name)`: the scheduler places each target's slot at
+    `spread(name)` within the interval, so sharding by it too would hand one worker the first
+    half of every interval and the other the second half, each idle half the time and doing
+    twice the rate for the rest.
+    """
+    digest = hashlib.blake2b(name.encode("utf-8"), digest_size=8, person=b"mtui-shard").digest()
+    return int.from_bytes(digest, "big") % workers
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from engine.check_wire import (
 from engine.checks import CheckResult
 from engine.config import load_config
 from engine.errors import UserError
-from engine.scheduler import CheckScheduler
+from engine.scheduler import CheckScheduler, spread
 from engine.targets import Target
 
 
@@ -154,6 +154,19 @@ def test_shards_are_stable_in_range_and_balanced() -> None:
     counts = Counter(shards)
     assert set(counts) == {0, 1} and min(counts.values()) > 4_500
     assert {shard_of(name, 5) for name in names} == {0, 1, 2, 3, 4}
+
+
+def test_each_worker_gets_an_even_share_of_every_part_of_the_interval() -> None:
+    """Slots sit at `spread(name)` within the interval; a worker's shard must not be one part
+    of it, or that worker works at twice the rate half the time while the other idles."""
+    names = [f"t{i:05d}" for i in range(10_000)]
+    for workers in (2, 3):
+        for w in range(workers):
+            phases = [spread(n) for n in names if shard_of(n, workers) == w]
+            tenths = Counter(int(p * 10) for p in phases)
+            assert len(tenths) == 10
+            expected = len(names) / workers / 10
+            assert all(0.8 * expected < c < 1.2 * expected for c in tenths.values()), tenths
 
 
 def _config(tmp_path: Path, agent: dict[str, object], env: dict[str, str] | None = None) -> object:
