@@ -31,7 +31,7 @@ async def test_dashboard_shows_pipeline_host_targets_and_errors() -> None:
     assert "fake engine (tests)" in text
     assert "agent fake-agent" in text and "role all" in text
     assert "Kafka up" in text and "PostgreSQL up" in text
-    assert "produced    1.2k/s" in text and "inserted    4.3k/s" in text
+    assert "produced    1.2k ev/s" in text and "inserted  4.3k rows/s" in text
     assert "lag 14" in text and "metrics 0:4 1:8 2:0" in text
     assert "fresh 840 ms" in text and "db 12 ms" in text and "dead 1" in text
     assert "cpu   12.5%" in text and "load 0.52 0.41 0.30" in text

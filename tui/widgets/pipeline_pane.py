@@ -12,13 +12,15 @@ from engine.stats import PartitionLag, StatsSnapshot
 from tui.widgets.line import Line
 from tui.widgets.safe_text import safe_text
 from tui.widgets.spark import Spark
-from tui.widgets.units import human_bytes, human_count, human_ms, human_rate, human_seconds
+from tui.widgets.units import human_bytes, human_count, human_ms, human_seconds
 
 RATES = (
-    ("produced", "produced"),
-    ("consumed", "consumed"),
-    ("inserted", "inserted"),
+    ("produced", "produced", "ev/s"),
+    ("consumed", "consumed", "ev/s"),
+    ("inserted", "inserted", "rows/s"),
 )
+"""Key, label and unit of each rate line: Kafka counts events, PostgreSQL rows (a metrics event
+carries dozens of samples)."""
 RATE_WINDOW_S = 10
 """Rates shown are the mean of this many per-second values: a pipeline of a few events a
 second reads 1.4/s instead of flickering between 0/s and 3/s."""
@@ -27,10 +29,13 @@ _IDLE_STATES = frozenset({"off", "disabled", "idle", "n/a"})
 
 
 def state_text(label: str, state: str) -> Text:
-    """'Kafka up' with the state coloured: green when healthy, dim when off, red otherwise."""
+    """'Kafka up' with the state coloured: green when healthy, dim when off, red otherwise.
+
+    Every healthy state reads "up", so both states and the freshness fit on one line at 80x24.
+    """
     word = state.lower()
     if word in _GOOD_STATES:
-        style = "bold green"
+        style, state = "bold green", "up"
     elif word in _IDLE_STATES:
         style = "dim"
     else:
@@ -99,7 +104,7 @@ class PipelinePane(Vertical):
     DEFAULT_CSS = """
     PipelinePane { height: auto; }
     PipelinePane .rate-row { height: 1; }
-    PipelinePane .rate-label { width: 20; }
+    PipelinePane .rate-label { width: 22; }
     PipelinePane Spark { min-width: 8; }
     """
 
@@ -111,7 +116,7 @@ class PipelinePane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Line(id="pipeline-state")
-        for key, _label in RATES:
+        for key, _label, _unit in RATES:
             with Horizontal(classes="rate-row"):
                 yield Line(id=f"rate-{key}", classes="rate-label")
                 yield Spark(id=f"spark-{key}")
@@ -131,10 +136,10 @@ class PipelinePane(Vertical):
             "consumed": s.consumed_per_s,
             "inserted": s.inserted_per_s,
         }
-        for key, label in RATES:
+        for key, label, unit in RATES:
             history = s.history.get(key, ())
-            rate = human_rate(shown_rate(rates[key], history))
-            lines[f"rate-{key}"].show(Text.assemble((f"{label:<9}", "bold"), f"{rate:>9} "))
+            rate = f"{human_count(round(shown_rate(rates[key], history), 1))} {unit}"
+            lines[f"rate-{key}"].show(Text.assemble((f"{label:<9}", "bold"), f"{rate:>12} "))
             self._sparks[f"spark-{key}"].data = history
         lines["pipeline-lag"].show(lag_text(s.lag, s.lag_total))
         lines["pipeline-counters"].show(counters_text(s))

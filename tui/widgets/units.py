@@ -39,11 +39,6 @@ def human_count(value: float | None) -> str:
     raise AssertionError("unreachable")
 
 
-def human_rate(value: float | None) -> str:
-    """Events per second: '1.2k/s'."""
-    return "—" if value is None else f"{human_count(round(value, 1))}/s"
-
-
 def human_byte_rate(value: float | None) -> str:
     """Bytes per second: '1.5 MB/s'."""
     return "—" if value is None else f"{human_bytes(value)}/s"
