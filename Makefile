@@ -43,8 +43,8 @@ run: migrate
 	$(BIN)/metrictui --config $(DEV_CONFIG)
 
 lint: setup
-	$(BIN)/ruff check engine tui tests stack
-	$(BIN)/ruff format --check engine tui tests stack
+	$(BIN)/ruff check engine tui tests stack bench
+	$(BIN)/ruff format --check engine tui tests stack bench
 	$(BIN)/mypy
 
 test: stack-up
