@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -118,54 +119,57 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
+_SCALARS: dict[str, Callable[[Any], Any]] = {
+    "role": str,
+    "agent": str,
+    "kafka_state": str,
+    "postgres_state": str,
+    "produced_per_s": float,
+    "consumed_per_s": float,
+    "inserted_per_s": float,
+    "produced_total": int,
+    "consumed_total": int,
+    "inserted_rows_total": int,
+    "inserted_events_total": int,
+    "duplicates_total": int,
+    "dead_letters_total": int,
+    "send_errors_total": int,
+    "spool_depth": int,
+    "spool_bytes": int,
+    "spool_dropped_total": int,
+    "checks_total": int,
+    "lag_total": _same,
+    "db_write_ms": _same,
+    "freshness_s": _same,
+    "errors_total": int,
+}
+"""Snapshot fields that are plain JSON values, with the conversion that reads each back;
+the other fields are nested and have their own lines in `snapshot_to_dict`/`_from_dict`."""
+
+_TARGET_FIELDS = tuple(f.name for f in fields(TargetStatus))
+
+
 def snapshot_to_dict(s: StatsSnapshot) -> dict[str, Any]:
     """Serialise a snapshot to plain JSON types (datetimes as ISO strings)."""
     return {
+        **{name: getattr(s, name) for name in _SCALARS},
         "taken_at": _iso(s.taken_at),
-        "role": s.role,
-        "agent": s.agent,
-        "kafka_state": s.kafka_state,
-        "postgres_state": s.postgres_state,
-        "produced_per_s": s.produced_per_s,
-        "consumed_per_s": s.consumed_per_s,
-        "inserted_per_s": s.inserted_per_s,
-        "produced_total": s.produced_total,
-        "consumed_total": s.consumed_total,
-        "inserted_rows_total": s.inserted_rows_total,
-        "inserted_events_total": s.inserted_events_total,
-        "duplicates_total": s.duplicates_total,
-        "dead_letters_total": s.dead_letters_total,
-        "send_errors_total": s.send_errors_total,
-        "spool_depth": s.spool_depth,
-        "spool_bytes": s.spool_bytes,
-        "spool_dropped_total": s.spool_dropped_total,
-        "checks_total": s.checks_total,
         "lag": [[p.topic, p.partition, p.lag] for p in s.lag],
-        "lag_total": s.lag_total,
-        "db_write_ms": s.db_write_ms,
-        "freshness_s": s.freshness_s,
         "history": {k: list(v) for k, v in s.history.items()},
         "metrics": [[m.metric, [list(kv) for kv in m.labels], m.value, m.unit] for m in s.metrics],
         "metrics_enabled": dict(s.metrics_enabled),
         "targets": [
             {
-                "name": t.name,
-                "url": t.url,
-                "enabled": t.enabled,
-                "interval": t.interval,
-                "ok": t.ok,
-                "status_code": t.status_code,
-                "total_ms": t.total_ms,
-                "content_match": t.content_match,
-                "cert_days_left": t.cert_days_left,
+                **{name: getattr(t, name) for name in _TARGET_FIELDS},
                 "last_checked": _iso(t.last_checked),
-                "reason": t.reason,
-                "error": t.error,
             }
             for t in s.targets
         ],
         "errors": [[_iso(e.at), e.source, e.message] for e in s.errors],
-        "errors_total": s.errors_total,
         "kafka_problem": _problem_list(s.kafka_problem),
         "postgres_problem": _problem_list(s.postgres_problem),
     }
@@ -175,59 +179,32 @@ def _dt(value: Any) -> datetime | None:
     return datetime.fromisoformat(value) if isinstance(value, str) else None
 
 
+def _target_from_dict(t: dict[str, Any]) -> TargetStatus:
+    values: dict[str, Any] = {name: t[name] for name in _TARGET_FIELDS}
+    values.update(
+        enabled=bool(t["enabled"]),
+        interval=float(t["interval"]),
+        last_checked=_dt(t["last_checked"]),
+    )
+    return TargetStatus(**values)
+
+
 def snapshot_from_dict(d: dict[str, Any]) -> StatsSnapshot:
     """Inverse of `snapshot_to_dict`, for a TUI attached over the control socket."""
     return StatsSnapshot(
+        **{name: read(d[name]) for name, read in _SCALARS.items()},
         taken_at=_dt(d["taken_at"]) or datetime.now(UTC),
-        role=str(d["role"]),
-        agent=str(d["agent"]),
-        kafka_state=str(d["kafka_state"]),
-        postgres_state=str(d["postgres_state"]),
-        produced_per_s=float(d["produced_per_s"]),
-        consumed_per_s=float(d["consumed_per_s"]),
-        inserted_per_s=float(d["inserted_per_s"]),
-        produced_total=int(d["produced_total"]),
-        consumed_total=int(d["consumed_total"]),
-        inserted_rows_total=int(d["inserted_rows_total"]),
-        inserted_events_total=int(d["inserted_events_total"]),
-        duplicates_total=int(d["duplicates_total"]),
-        dead_letters_total=int(d["dead_letters_total"]),
-        send_errors_total=int(d["send_errors_total"]),
-        spool_depth=int(d["spool_depth"]),
-        spool_bytes=int(d["spool_bytes"]),
-        spool_dropped_total=int(d["spool_dropped_total"]),
-        checks_total=int(d["checks_total"]),
         lag=tuple(PartitionLag(str(t), int(p), int(n)) for t, p, n in d["lag"]),
-        lag_total=d["lag_total"],
-        db_write_ms=d["db_write_ms"],
-        freshness_s=d["freshness_s"],
         history={k: tuple(float(x) for x in v) for k, v in d["history"].items()},
         metrics=tuple(
             LatestSample(str(m), tuple((str(k), str(v)) for k, v in labels), float(val), str(u))
             for m, labels, val, u in d["metrics"]
         ),
         metrics_enabled={str(k): bool(v) for k, v in d["metrics_enabled"].items()},
-        targets=tuple(
-            TargetStatus(
-                name=t["name"],
-                url=t["url"],
-                enabled=bool(t["enabled"]),
-                interval=float(t["interval"]),
-                ok=t["ok"],
-                status_code=t["status_code"],
-                total_ms=t["total_ms"],
-                content_match=t["content_match"],
-                cert_days_left=t["cert_days_left"],
-                last_checked=_dt(t["last_checked"]),
-                reason=t["reason"],
-                error=t["error"],
-            )
-            for t in d["targets"]
-        ),
+        targets=tuple(_target_from_dict(t) for t in d["targets"]),
         errors=tuple(
             ErrorEntry(_dt(a) or datetime.now(UTC), str(s), str(m)) for a, s, m in d["errors"]
         ),
-        errors_total=int(d["errors_total"]),
         kafka_problem=_problem(d.get("kafka_problem")),  # absent from older engines
         postgres_problem=_problem(d.get("postgres_problem")),
     )
