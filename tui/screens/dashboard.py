@@ -93,7 +93,7 @@ class DashboardScreen(Screen[None]):
     def apply(self, snapshot: StatsSnapshot | None) -> None:
         """Show `snapshot`; every widget compares with what it shows and redraws only changes."""
         self._snapshot = snapshot
-        self.query_one(HeaderBar).show(
+        self.query_one(HeaderBar).show_snapshot(
             snapshot, status=self._status, description=self._control.description
         )
         if snapshot is None:
@@ -108,7 +108,7 @@ class DashboardScreen(Screen[None]):
     def set_status(self, status: str | None) -> None:
         """A word for the header ("stopping…"), shown until cleared."""
         self._status = status
-        self.query_one(HeaderBar).show(self._snapshot, status=status)
+        self.query_one(HeaderBar).show_snapshot(self._snapshot, status=status)
 
     # --- helpers -----------------------------------------------------------------------
 

@@ -5,19 +5,17 @@ from __future__ import annotations
 from datetime import UTC
 
 from rich.text import Text
-from textual.widgets import Static
 
 from engine.stats import StatsSnapshot
+from tui.widgets.line import Line
 from tui.widgets.safe_text import safe_text
 
 
-class HeaderBar(Static):
+class HeaderBar(Line):
     """Says where the numbers come from ("in-process engine" / "attached to <path>")."""
 
     DEFAULT_CSS = """
     HeaderBar {
-        height: 1;
-        width: 1fr;
         background: $panel;
         color: $text;
         padding: 0 1;
@@ -27,9 +25,8 @@ class HeaderBar(Static):
     def __init__(self, description: str, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._description = description
-        self._shown: Text | None = None
 
-    def show(
+    def show_snapshot(
         self,
         snapshot: StatsSnapshot | None,
         *,
@@ -53,6 +50,4 @@ class HeaderBar(Static):
             text.append(f" · {snapshot.taken_at.astimezone(UTC):%H:%M:%S} UTC", style="dim")
         if status:
             text.append(f" · {status}", style="bold yellow")
-        if text != self._shown:
-            self._shown = text
-            self.update(text, layout=False)  # one row, full width: its size never changes
+        self.show(text)
