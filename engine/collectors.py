@@ -61,6 +61,17 @@ class _Counters:
             return None
         return change, elapsed
 
+    def step(self, key: tuple[str, ...], value: float) -> float | None:
+        """Change since the last reading, never below 0; None on first sight.
+
+        For counters the kernel lets slip back a little instead of resetting them: Linux's
+        per-CPU iowait can decrease between two reads, which must not drop the CPU figures.
+        """
+        self._seen.add(key)
+        previous = self._last.get(key)
+        self._last[key] = (value, self.now)
+        return None if previous is None else max(0.0, value - previous[0])
+
     def rate(self, key: tuple[str, ...], value: float) -> float | None:
         """Per-second rate of a monotonically growing counter, or None on first sight/reset."""
         found = self.delta(key, value)
@@ -101,38 +112,35 @@ def _cpu_parts(times: Any) -> dict[str, float]:
     return parts
 
 
-def _cpu_busy_percent(counters: _Counters, cpu: str, parts: dict[str, float]) -> float | None:
-    """Busy percent (everything but idle and iowait) since the previous reading of `cpu`."""
-    total = counters.delta(("cpu.total", cpu), sum(parts.values()))
-    idle = parts.get("idle", 0.0) + parts.get("iowait", 0.0)
-    busy = counters.delta(("cpu.busy", cpu), sum(parts.values()) - idle)
-    if total is None or busy is None or total[0] <= 0:
-        return None
-    return min(100.0, max(0.0, 100.0 * busy[0] / total[0]))
+def _cpu_steps(counters: _Counters, cpu: str, parts: dict[str, float]) -> dict[str, float] | None:
+    """Seconds spent in each mode by `cpu` since its previous reading; None on the first one."""
+    found = {mode: counters.step(("cpu.mode", cpu, mode), value) for mode, value in parts.items()}
+    steps = {mode: step for mode, step in found.items() if step is not None}
+    return steps if len(steps) == len(found) and sum(steps.values()) > 0 else None
+
+
+def _busy_percent(steps: dict[str, float]) -> float:
+    """Busy percent: everything but idle and iowait."""
+    total = sum(steps.values())
+    idle = steps.get("idle", 0.0) + steps.get("iowait", 0.0)
+    return min(100.0, max(0.0, 100.0 * (total - idle) / total))
 
 
 @_collector("cpu")
 def collect_cpu(counters: _Counters) -> list[Sample]:
     """cpu.percent for the total and each core, cpu.mode_percent per mode (total only)."""
     samples: list[Sample] = []
-    total_parts = _cpu_parts(psutil.cpu_times())
-    busy = _cpu_busy_percent(counters, "total", total_parts)
-    if busy is not None:
-        samples.append(Sample("cpu.percent", busy, "%", (("cpu", "total"),)))
-    modes: dict[str, float] = {}
-    for mode, value in total_parts.items():
-        found = counters.delta(("cpu.mode", mode), value)
-        if found is not None:
-            modes[mode] = found[0]
-    total_delta = sum(modes.values())
-    if len(modes) == len(total_parts) and total_delta > 0:
-        for mode, change in modes.items():
-            percent = min(100.0, max(0.0, 100.0 * change / total_delta))
+    steps = _cpu_steps(counters, "total", _cpu_parts(psutil.cpu_times()))
+    if steps is not None:
+        samples.append(Sample("cpu.percent", _busy_percent(steps), "%", (("cpu", "total"),)))
+        total = sum(steps.values())
+        for mode, step in steps.items():
+            percent = min(100.0, 100.0 * step / total)
             samples.append(Sample("cpu.mode_percent", percent, "%", (("mode", mode),)))
     for index, times in enumerate(psutil.cpu_times(percpu=True)):
-        busy = _cpu_busy_percent(counters, str(index), _cpu_parts(times))
-        if busy is not None:
-            samples.append(Sample("cpu.percent", busy, "%", (("cpu", str(index)),)))
+        core = _cpu_steps(counters, str(index), _cpu_parts(times))
+        if core is not None:
+            samples.append(Sample("cpu.percent", _busy_percent(core), "%", (("cpu", str(index)),)))
     return samples
 
 

@@ -10,7 +10,14 @@ from typing import Any
 import psutil
 import pytest
 
-from engine.collectors import COLLECTOR_NAMES, HostCollector, Sample
+from engine.collectors import (
+    COLLECTOR_NAMES,
+    HostCollector,
+    Sample,
+    _busy_percent,
+    _Counters,
+    _cpu_steps,
+)
 
 UNITS = {
     "cpu.percent": "%",
@@ -186,3 +193,14 @@ def test_one_failing_collector_does_not_blank_the_others(monkeypatch: pytest.Mon
     metrics = by_metric(collector.collect())
     assert "load.1m" not in metrics and "memory.total_bytes" in metrics
     assert collector.last_errors == (("load", "OSError: no loadavg here"),)
+
+
+def test_iowait_slipping_back_keeps_the_cpu_figures() -> None:
+    """Linux's per-CPU iowait can decrease between reads; that is not a counter reset."""
+    counters = _Counters()
+    counters.begin(0.0)
+    assert _cpu_steps(counters, "0", {"user": 10.0, "idle": 50.0, "iowait": 5.0}) is None
+    counters.begin(1.0)
+    steps = _cpu_steps(counters, "0", {"user": 10.5, "idle": 50.5, "iowait": 4.9})
+    assert steps == {"user": 0.5, "idle": 0.5, "iowait": 0.0}
+    assert _busy_percent(steps) == pytest.approx(50.0)
