@@ -1,1 +1,1 @@
-"""Website checks: the checker, its timing, failure reasons, and the worker processes that run them."""
+"""Website checks: the checker, its timing, failure reasons, and the worker processes."""
