@@ -45,7 +45,7 @@ class MetricTuiApp(App[int]):
         self.refresh_hz = min(MAX_REFRESH_HZ, max(MIN_REFRESH_HZ, refresh_hz))
         base_dir = Path(targets_file_hint).parent if targets_file_hint else Path.cwd()
         self.dashboard = DashboardScreen(control, base_dir=base_dir)
-        self._hangup_installed = False
+        self._signals_installed = False
         self._terminal_fd: int | None = None
 
     def get_default_screen(self) -> Screen[None]:
@@ -53,13 +53,15 @@ class MetricTuiApp(App[int]):
 
     def on_mount(self) -> None:
         self.set_interval(1.0 / self.refresh_hz, self.refresh_snapshot, name="snapshot")
-        self._install_hangup_handler()
+        self._install_signal_handlers()
         self._watch_terminal()
 
     def on_unmount(self) -> None:
-        if self._hangup_installed:
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        if self._signals_installed:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGHUP, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.remove_signal_handler(sig)
 
     def refresh_snapshot(self) -> None:
         """Pull the newest snapshot and show it, unless a modal screen covers the dashboard."""
@@ -77,13 +79,20 @@ class MetricTuiApp(App[int]):
                 # and there is nothing left to draw on.
                 return
 
-    def _install_hangup_handler(self) -> None:
-        """Exit (so the engine can flush) when the terminal goes away, e.g. an SSH drop."""
+    def _install_signal_handlers(self) -> None:
+        """Exit like `q` on SIGHUP (the terminal went away, e.g. an SSH drop) and on SIGTERM.
+
+        Python's default for SIGTERM kills the process on the spot: the terminal would stay in
+        the alternate screen with mouse tracking on, and an in-process engine would not flush.
+        Exiting the app instead restores the terminal and lets the caller stop the engine.
+        """
         if self.is_headless:
             return
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError, AttributeError):
-            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._hangup)
-            self._hangup_installed = True
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGHUP, self._hangup)
+            loop.add_signal_handler(signal.SIGTERM, self.exit, 0)
+            self._signals_installed = True
 
     def _watch_terminal(self) -> None:
         """Remember the terminal, so each refresh can notice when it is gone."""
