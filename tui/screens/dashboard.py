@@ -67,6 +67,9 @@ class DashboardScreen(Screen[None]):
         self._base_dir = base_dir
         self._snapshot: StatsSnapshot | None = None
         self._status: str | None = None
+        self._select_when_shown: str | None = None
+        """A target just saved: selected as soon as a snapshot shows its row (an attached
+        engine's next snapshot may arrive after the form closes)."""
         self.ready = False
         """True between mount and unmount: only then are there widgets to update."""
 
@@ -100,7 +103,11 @@ class DashboardScreen(Screen[None]):
             return
         self.query_one(PipelinePane).apply(snapshot)
         self.query_one(HostPane).apply(snapshot)
-        self.query_one(TargetsTable).apply(snapshot.targets, snapshot.taken_at)
+        table = self.query_one(TargetsTable)
+        table.apply(snapshot.targets, snapshot.taken_at)
+        if self._select_when_shown is not None and table.has_row(self._select_when_shown):
+            table.select(self._select_when_shown)
+            self._select_when_shown = None
         total = snapshot.errors_total
         self.query_one("#errors-box").border_title = f"errors ({total})" if total else "errors"
         self.query_one(ErrorsPane).apply(snapshot.errors, snapshot.taken_at)
@@ -130,11 +137,8 @@ class DashboardScreen(Screen[None]):
     def _after_form(self, name: str | None) -> None:
         if name is not None:
             self.notify(f"Saved target {clean_text(name, max_chars=40)}", markup=False)
-            self.app.call_later(self._refresh_and_select, name)
-
-    def _refresh_and_select(self, name: str) -> None:
-        self.apply(self._control.snapshot())
-        self.query_one(TargetsTable).select(name)
+            self._select_when_shown = name
+            self.app.call_later(self.apply, self._control.snapshot())
 
     @work(group="edits")
     async def _edit(self, done: str, call: Awaitable[None]) -> None:

@@ -33,6 +33,8 @@ class MetricsScreen(ModalScreen[None]):
     """One switch per collector; a refused change flips the switch back and says why."""
 
     BINDINGS = [Binding("escape,m", "close", "Close", id="metrics-close", tooltip="Close")]
+    AUTO_FOCUS = "Switch"
+    """`space` toggles the first collector at once, without a Tab first."""
 
     def __init__(self, control: Control) -> None:
         super().__init__()

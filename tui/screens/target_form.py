@@ -26,16 +26,17 @@ from tui.widgets.on_off_switch import OnOffSwitch
 from tui.widgets.safe_text import safe_text
 
 # (field, label, placeholder) of the text inputs, in form order.
+# Placeholders start with "e.g." or say "optional": they must read as hints, never as values.
 TEXT_FIELDS: tuple[tuple[str, str, str], ...] = (
-    ("name", "Name", "unique name, e.g. api-health"),
-    ("url", "URL", "https://example.com/health"),
-    ("interval", "Interval (s)", "30"),
-    ("timeout", "Timeout (s)", "10"),
-    ("method", "Method", "GET"),
-    ("expect_status", "Expect status", "200, 301   (empty: any 2xx/3xx)"),
-    ("regex", "Content regex", "RE2, optional"),
-    ("headers", "Headers", "Name: value; Name2: value"),
-    ("ca_file", "CA file", "extra trusted CA (PEM), optional"),
+    ("name", "Name", "e.g. api-health (unique)"),
+    ("url", "URL", "e.g. https://example.com/health"),
+    ("interval", "Interval (s)", "e.g. 30"),
+    ("timeout", "Timeout (s)", "e.g. 10"),
+    ("method", "Method", "e.g. GET"),
+    ("expect_status", "Expect status", "e.g. 200, 301 (empty: any 2xx/3xx)"),
+    ("regex", "Content regex", "optional, RE2, e.g. Add to cart"),
+    ("headers", "Headers", "optional, e.g. Name: value; Name2: value"),
+    ("ca_file", "CA file", "optional, extra trusted CA (PEM)"),
 )
 SWITCH_FIELDS: tuple[tuple[str, str], ...] = (
     ("verify_tls", "Verify TLS"),
@@ -72,6 +73,10 @@ def target_to_form(t: Target) -> dict[str, Any]:
 
 class TargetFormScreen(ModalScreen[str | None]):
     """Dismisses with the saved target's name, or None when cancelled."""
+
+    AUTO_FOCUS = "#field-name"
+    """Keys typed right after `a` or `e` land in the first field (the scroll box would take
+    the focus otherwise, and swallow them)."""
 
     BINDINGS = [
         Binding("ctrl+s", "save", "Save", id="form-save", tooltip="Validate and save the target"),

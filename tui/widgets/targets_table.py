@@ -100,6 +100,9 @@ class TargetsTable(DataTable[Text]):
         row_key = self.coordinate_to_cell_key(Coordinate(self.cursor_row, 0)).row_key
         return row_key.value
 
+    def has_row(self, name: str) -> bool:
+        return name in self._cells
+
     def select(self, name: str) -> None:
         """Move the cursor to target `name` if it has a row."""
         if name in self._cells:
