@@ -22,7 +22,7 @@ from bench.kafka_parts import TIMEOUT_S
 from bench.measure import Throughput
 from bench.pgbinary import copy_data
 from bench.workload import Message
-from engine.config.model import Config
+from engine.config import Config
 from engine.db.migrate import migrate
 from engine.envelope import CHECK_FIELDS, CheckEvent, MetricsEvent, decode_event
 from engine.sink.store import Store

@@ -22,7 +22,7 @@ from engine.agent.checks.checker import Checker, CheckResult
 from engine.agent.checks.pool import CheckWorkerPool, WorkerSetup, worker_count
 from engine.agent.collectors import COLLECTOR_NAMES, HostCollector
 from engine.agent.scheduler import CheckScheduler
-from engine.config.model import Config
+from engine.config import Config
 from engine.db.migrate import migrate
 from engine.db.retention import retention_loop
 from engine.envelope import encode_event, metrics_payload

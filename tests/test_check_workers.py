@@ -26,7 +26,7 @@ from sites import LocalSites
 
 from engine.agent.checks.checker import CheckResult
 from engine.agent.checks.pool import CheckWorkerPool, WorkerSetup, shard_of
-from engine.config.model import load_config
+from engine.config import load_config
 from engine.engine import Engine
 from engine.envelope import decode_event
 from engine.targets.model import Target

@@ -27,7 +27,7 @@ from engine.agent.checks.wire import (
     targets_to_wire,
 )
 from engine.agent.scheduler import CheckScheduler, spread
-from engine.config.model import load_config
+from engine.config import load_config
 from engine.errors import UserError
 from engine.targets.model import Target
 

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
-from engine.config.model import KafkaConfig
+from engine.config import KafkaConfig
 from engine.errors import ConfigError
 from engine.kafka.settings import client_kwargs
 from engine.kafka.spool import Spool, SpoolError, SpoolRecord

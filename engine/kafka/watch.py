@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from engine.config.model import KafkaConfig
+from engine.config import KafkaConfig
 from engine.kafka.settings import Probe, probe_settings
 from engine.stats import Problem, Stats
 

@@ -25,7 +25,7 @@ import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from engine.config.model import Config
+from engine.config import Config
 from engine.envelope import CheckEvent, Invalid, MetricsEvent, decode_event
 from engine.errors import ConfigError, ConnectError
 from engine.kafka.settings import client_kwargs
