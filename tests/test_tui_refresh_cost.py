@@ -16,7 +16,6 @@ from textual._compositor import Compositor
 
 from engine.stats import StatsSnapshot
 from tui.app import MetricTuiApp
-from tui.widgets.pipeline_pane import shown_rate
 from tui.widgets.spark import BARS, spark_text
 
 
@@ -78,9 +77,3 @@ def test_spark_text_scales_to_the_maximum_and_keeps_the_newest_values() -> None:
     assert spark_text(list(range(100)), 5).plain[-1] == BARS[-1]
     assert spark_text([], 3).plain == "   "
     assert spark_text([3.0], 0).plain == ""
-
-
-def test_rates_shown_are_the_mean_of_the_last_ten_seconds() -> None:
-    assert shown_rate(3.0, [0, 0, 3, 0, 0, 0, 3, 0, 0, 1, 0, 3]) == 1.0  # last ten: 10 / 10
-    assert shown_rate(7.0, []) == 7.0  # no history yet: the latest rate
-    assert shown_rate(2.0, [4.0, 2.0]) == 3.0

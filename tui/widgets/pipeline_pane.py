@@ -21,9 +21,6 @@ RATES = (
 )
 """Key, label and unit of each rate line: Kafka counts events, PostgreSQL rows (a metrics event
 carries dozens of samples)."""
-RATE_WINDOW_S = 10
-"""Rates shown are the mean of this many per-second values: a pipeline of a few events a
-second reads 1.4/s instead of flickering between 0/s and 3/s."""
 _GOOD_STATES = frozenset({"up", "ok", "connected", "ready", "running"})
 _IDLE_STATES = frozenset({"off", "disabled", "idle", "n/a"})
 
@@ -59,12 +56,6 @@ def lag_text(lag: Sequence[PartitionLag], total: int | None) -> Text:
         for part in parts:
             text.append(f" {part.partition}:{human_count(part.lag)}")
     return text
-
-
-def shown_rate(per_s: float, history: Sequence[float]) -> float:
-    """The mean of the last `RATE_WINDOW_S` per-second rates (the latest rate if none yet)."""
-    recent = list(history)[-RATE_WINDOW_S:]
-    return sum(recent) / len(recent) if recent else per_s
 
 
 def _figure(label: str, value: str, alert: bool = False) -> Text:
@@ -131,6 +122,8 @@ class PipelinePane(Vertical):
         """Show snapshot `s`."""
         lines = self._lines
         lines["pipeline-state"].show(header_text(s))
+        # The snapshot's rates are already the 10 s mean (engine.stats.RATE_WINDOW_S), the same
+        # figure the headless status line prints.
         rates = {
             "produced": s.produced_per_s,
             "consumed": s.consumed_per_s,
@@ -138,7 +131,7 @@ class PipelinePane(Vertical):
         }
         for key, label, unit in RATES:
             history = s.history.get(key, ())
-            rate = f"{human_count(round(shown_rate(rates[key], history), 1))} {unit}"
+            rate = f"{human_count(round(rates[key], 1))} {unit}"
             lines[f"rate-{key}"].show(Text.assemble((f"{label:<9}", "bold"), f"{rate:>12} "))
             self._sparks[f"spark-{key}"].data = history
         lines["pipeline-lag"].show(lag_text(s.lag, s.lag_total))
