@@ -169,9 +169,18 @@ async def test_report_for_one_target_and_human_table(pipeline: Pipeline) -> None
     assert any(line.startswith("AGENT") for line in lines)
     assert any(line.startswith(pipeline.agent) and "20.0%" in line for line in lines)
 
-    missing = _report(pipeline, "--target", "nope")
-    assert missing.returncode == 0
-    assert "no checks of target 'nope'" in missing.stdout and "web" in missing.stdout
+
+@pytest.mark.integration
+@pytest.mark.parametrize("json_out", [False, True])
+async def test_report_for_an_unknown_target_is_one_line_and_exit_1(
+    pipeline: Pipeline, json_out: bool
+) -> None:
+    await _seed(pipeline)
+    missing = _report(pipeline, "--target", "nope", *(["--json"] if json_out else []))
+    assert missing.returncode == 1
+    assert missing.stdout == ""
+    assert missing.stderr.count("\n") == 1, missing.stderr
+    assert "no checks of target 'nope'" in missing.stderr and "web" in missing.stderr
 
 
 @pytest.mark.integration
@@ -180,3 +189,13 @@ def test_report_on_an_unmigrated_schema_says_to_migrate(pipeline: Pipeline) -> N
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1 and "metrictui migrate" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.integration
+async def test_report_json_into_a_closed_pipe_is_quiet(pipeline: Pipeline) -> None:
+    """`metrictui report --json | head -1`: the reader leaves early, no traceback follows."""
+    from test_cli_pipes_and_options import run_into_closed_pipe
+
+    await _seed(pipeline)
+    proc = run_into_closed_pipe("--config", str(pipeline.config_path), "report", "--json")
+    assert proc.stderr == "" and proc.returncode == 141

@@ -23,7 +23,11 @@ from engine.targets.model import Target, load_targets
 
 
 def _common(parser: argparse.ArgumentParser, sub: bool = False) -> None:
-    """Options accepted before and after a subcommand (a subcommand must not reset them)."""
+    """Options accepted before and after a subcommand.
+
+    On a subcommand their default is SUPPRESS: a default of None there would overwrite what
+    was given before the subcommand (`metrictui --log-format json migrate`).
+    """
     default = argparse.SUPPRESS if sub else None
     parser.add_argument(
         "--config",
@@ -32,8 +36,10 @@ def _common(parser: argparse.ArgumentParser, sub: bool = False) -> None:
         help="config file (default: $METRICTUI_CONFIG, ./metrictui.toml,"
         " ~/.config/metrictui/config.toml)",
     )
-    parser.add_argument("--log-format", choices=("human", "json"), default=None)
-    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default=None)
+    parser.add_argument("--log-format", choices=("human", "json"), default=default)
+    parser.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), default=default
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,12 +161,14 @@ async def _migrate(config: Config) -> int:
 async def _report(config: Config, args: argparse.Namespace) -> int:
     import json
 
-    from engine.db.report import build_report, format_report, report_to_json
+    from engine.db.report import build_report, format_report, missing_target_line, report_to_json
 
     dsn = config.postgres.dsn
     if dsn is None:
         raise ConfigError(f"{config.source}: [postgres] dsn: required for report")
     report = await build_report(dsn.reveal(), config.postgres.schema, args.since, args.target)
+    if args.target is not None and not any(t.checks for t in report.targets):
+        raise UserError(missing_target_line(report))  # a typo must not look like "all fine"
     if args.json:
         print(json.dumps(report_to_json(report), indent=2, ensure_ascii=False))
     else:
@@ -250,6 +258,20 @@ def run(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+EXIT_BROKEN_PIPE = 141
+"""What a shell reports for a program killed by SIGPIPE (128 + 13), as `seq | head` gives."""
+
+
 def main() -> None:
     logging.captureWarnings(True)
-    sys.exit(run())
+    try:
+        code = run()
+        sys.stdout.flush()  # inside the try: a closed pipe often shows only at this flush
+    except BrokenPipeError:
+        # The reader went away (`metrictui report --json | head -1`): stop quietly. Later
+        # flushes of stdout (at interpreter exit) must not fail again, so point it at devnull.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        code = EXIT_BROKEN_PIPE
+    sys.exit(code)

@@ -184,6 +184,16 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return lines
 
 
+def missing_target_line(report: Report) -> str:
+    """Why `report --target NAME` has nothing to show, naming the targets that were checked."""
+    window = format_duration(report.since_s)
+    seen = ", ".join(safe_text(n, 40) for n in report.known_targets[:10]) or "none"
+    return (
+        f"no checks of target '{safe_text(report.target_filter or '')}' in the last {window}"
+        f" (targets checked: {seen})"
+    )
+
+
 def format_report(report: Report) -> str:
     """The human report: a targets table and a hosts table, aligned plain text."""
     now = report.generated_at
@@ -212,11 +222,7 @@ def format_report(report: Report) -> str:
         header = ["TARGET", "CHECKS", "UPTIME", "P50", "P95", "P99", "FAILURES", "CERT EXPIRES"]
         out += ["Targets", *_table(header, rows)]
     elif report.target_filter is not None:
-        seen = ", ".join(safe_text(n, 40) for n in report.known_targets[:10]) or "none"
-        out.append(
-            f"no checks of target '{safe_text(report.target_filter)}' in the last {window}"
-            f" (targets checked: {seen})"
-        )
+        out.append(missing_target_line(report))
     else:
         out.append(f"no website checks in the last {window}")
     if report.target_filter is None:
