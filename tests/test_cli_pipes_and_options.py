@@ -75,3 +75,37 @@ def test_log_format_works_before_or_after_the_subcommand(
     [line] = proc.stderr.splitlines()
     doc = json.loads(line)
     assert "nope.toml" in doc["msg"]
+
+
+def _check_config(config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        metrictui_cmd("--config", str(config), "check-config"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_check_config_says_one_target_in_the_singular(tmp_path: Path) -> None:
+    proc = _check_config(_valid_config(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "(1 target in" in proc.stdout and proc.stderr == ""
+
+
+def test_check_config_warns_when_the_dsn_is_missing(tmp_path: Path) -> None:
+    config = _valid_config(tmp_path)
+    config.write_text("[agent]\nname = 'a'\n")
+    proc = _check_config(config)
+    assert proc.returncode == 0
+    [warning] = proc.stderr.splitlines()
+    assert "warning" in warning and "[postgres] dsn is not set" in warning
+
+
+def test_check_config_warns_when_the_targets_file_is_missing(tmp_path: Path) -> None:
+    config = _valid_config(tmp_path)
+    (tmp_path / "targets.toml").unlink()
+    proc = _check_config(config)
+    assert proc.returncode == 0
+    [warning] = proc.stderr.splitlines()
+    assert "targets.toml: targets file not found" in warning
+    assert "(0 targets in" in proc.stdout

@@ -54,7 +54,7 @@ def test_init_writes_private_files_in_the_default_place_and_they_load(tmp_path: 
     assert loaded.targets_file == targets and loaded.warnings == ()
     check = _run(tmp_path, env, "check-config")  # found without --config
     assert check.returncode == 0, check.stderr
-    assert str(config) in check.stdout and "1 targets" in check.stdout
+    assert str(config) in check.stdout and "(1 target in" in check.stdout
 
 
 def test_init_honours_xdg_config_home(tmp_path: Path) -> None:

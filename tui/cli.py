@@ -136,6 +136,27 @@ def _setup_logs(args: argparse.Namespace, config: Config | None) -> None:
     setup_logging(fmt, level)
 
 
+def _check_config(config: Config, targets: list[Target]) -> int:
+    """Say what will fail later even though every value parses: each as a warning line."""
+    if config.postgres.dsn is None:
+        _tell(
+            logging.WARNING,
+            f"{config.source}: [postgres] dsn is not set; the consumer role, migrate, report"
+            " and retention need it (fine for --role producer)",
+        )
+    if not config.targets_file.exists():
+        _tell(
+            logging.WARNING,
+            f"{config.targets_file}: targets file not found; no website checks will run"
+            " (create it, run `metrictui init`, or set targets_file)",
+        )
+    count = f"{len(targets)} target{'' if len(targets) == 1 else 's'}"
+    print(
+        f"{config.source}: ok ({count} in {config.targets_file}, role-independent settings valid)"
+    )
+    return 0
+
+
 async def _migrate(config: Config) -> int:
     import psycopg
 
@@ -232,11 +253,7 @@ def run(argv: Sequence[str] | None = None) -> int:
             setup_logging("json", args.log_level or "info")
         config, targets = _load(args)
         if args.command == "check-config":
-            print(
-                f"{config.source}: ok ({len(targets)} targets in {config.targets_file},"
-                f" role-independent settings valid)"
-            )
-            return 0
+            return _check_config(config, targets)
         if args.command == "migrate":
             return asyncio.run(_migrate(config))
         if args.command == "report":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import re
-from urllib.parse import urlsplit
 
 from engine.agent.collectors import COLLECTOR_NAMES
 from engine.config.keys import Problem, split_host_port
@@ -57,17 +56,54 @@ def metrics(value: tuple[str, ...]) -> None:
             raise Problem(f"unknown metric {name!r}; {suggest(name, COLLECTOR_NAMES)}")
 
 
+_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+_DSN_INTEGERS = ("port", "connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval")
+
+
 def dsn(value: str) -> None:
-    # The DSN holds the password: no message here may include the value.
+    """Parse the DSN as libpq will, now: a DSN that cannot work is a config error, not an outage.
+
+    libpq only reads the port, sslmode and so on when it connects; left to then, a typo makes
+    `--headless` retry forever. The DSN holds the password: no message here may include the
+    value (a keyword name may be shown, a value never).
+    """
+    from psycopg import ProgrammingError, conninfo
+
     text = value.strip()
-    if text.lower().startswith(("postgresql://", "postgres://")):
-        try:
-            parts = urlsplit(text)
-            _ = parts.port
-        except ValueError:
-            raise Problem("is not a valid postgresql:// URI (value not shown)") from None
-        return
-    if not re.search(r"(?:^|\s)[A-Za-z_]+\s*=", text):
-        raise Problem(
-            "must be a postgresql://user@host/db URI or libpq key=value pairs (value not shown)"
-        )
+    if not text:
+        raise Problem("must not be empty (value not shown)")
+    try:
+        params = conninfo.conninfo_to_dict(text)
+    except ProgrammingError as exc:
+        raise Problem(_libpq_parse_problem(str(exc))) from None
+    if not params:
+        raise Problem("names no host, database or user (value not shown)")
+    for key in _DSN_INTEGERS:
+        for item in str(params.get(key, "0")).split(","):
+            if not item.strip().isdigit():
+                raise Problem(f"{key} must be a number (value not shown)")
+    hosts = str(params.get("host", "x")).split(",")
+    if any(not h.strip() for h in hosts):
+        raise Problem("has an empty host (or host list) (value not shown)")
+    ports = str(params.get("port", "1")).split(",")
+    if len(ports) not in (1, len(hosts)):
+        raise Problem(f"lists {len(hosts)} hosts but {len(ports)} ports (value not shown)")
+    if "port" in params and any(not 1 <= int(p) <= 65535 for p in ports):
+        raise Problem("port must be 1..65535 (value not shown)")
+    sslmode = params.get("sslmode")
+    if sslmode is not None and sslmode not in _SSLMODES:
+        raise Problem(f"sslmode must be one of {', '.join(_SSLMODES)} (value not shown)")
+
+
+def _libpq_parse_problem(message: str) -> str:
+    """libpq's parse error, reduced to what cannot leak a secret."""
+    unknown = re.search(
+        r'invalid (?:connection option|URI query parameter):? "([A-Za-z_]{1,40})"', message
+    )
+    if unknown:
+        return f"unknown keyword {unknown.group(1)!r} (value not shown)"
+    if "unterminated quoted string" in message:
+        return "has an unterminated quote (value not shown)"
+    if "missing" in message and '"="' in message:
+        return "must be a postgresql://user@host/db URI or libpq key=value pairs (value not shown)"
+    return "cannot be parsed by libpq (value not shown)"
