@@ -92,7 +92,7 @@ class Shipper:
         self._replaying = False
         self._replay_over = asyncio.Event()
         self._replay_over.set()
-        # Names the cause when Kafka refuses our settings after start (see engine.kafka_watch).
+        # Names the cause when Kafka refuses our settings after start (see engine.kafka.watch).
         self._watch = SettingsWatch(cfg, stats, "producer")
 
     # -- lifecycle --------------------------------------------------------------------------
