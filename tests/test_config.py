@@ -518,7 +518,8 @@ def test_empty_config_gives_contract_defaults(tmp_path: Path) -> None:
     assert cfg.agent.metrics == COLLECTOR_NAMES
     assert cfg.agent.metrics_interval == 10.0
     assert cfg.agent.spool_dir == Path("/var/state/metrictui/spool")
-    assert cfg.headless.control_socket == Path("/run/user/1234/metrictui/control.sock")
+    assert cfg.headless.control_socket.parent == Path("/run/user/1234/metrictui")
+    assert re.fullmatch(r"control-[0-9a-f]{12}\.sock", cfg.headless.control_socket.name)
     assert cfg.consumer.group_id == "metrictui-sink"
     assert cfg.tui.refresh_hz == 3.0
     assert cfg.warnings == ()
@@ -526,7 +527,7 @@ def test_empty_config_gives_contract_defaults(tmp_path: Path) -> None:
 
 def test_default_control_socket_without_runtime_dir_is_per_user_tmp(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path / "metrictui.toml", ""), {})
-    assert cfg.headless.control_socket == Path(f"/tmp/metrictui-{os.getuid()}/control.sock")
+    assert cfg.headless.control_socket.parent == Path(f"/tmp/metrictui-{os.getuid()}")
 
 
 def test_env_overrides_win_over_file_and_are_parsed_to_the_key_type(tmp_path: Path) -> None:

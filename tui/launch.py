@@ -14,6 +14,7 @@ from pathlib import Path
 
 from engine.config import Config
 from engine.control.client import SocketControl
+from engine.control.identity import describe, engine_identity, same_engine
 from engine.control.local import LocalControl
 from engine.control.protocol import Control
 from engine.control.server import ControlServer, socket_is_live, start_control_server
@@ -38,15 +39,36 @@ def _socket_path(config: Config) -> Path | None:
 
 def launch(config: Config, role: Role) -> int:
     """`metrictui` without --headless."""
+    return asyncio.run(_launch(config, role))
+
+
+async def _launch(config: Config, role: Role) -> int:
+    """Attach to the engine of this same config if one runs here, else start our own.
+
+    The engine on the socket may run another config (the socket was set explicitly to a shared
+    path): steering it would show and edit someone else's targets, so run our own engine then.
+    """
     path = _socket_path(config)
-    if path is not None and socket_is_live(path):
+    if path is None or not socket_is_live(path):
+        return await _run_local(config, role, path)
+    control = await SocketControl.connect(path)
+    if same_engine(engine_identity(config), control.hello):
         print(
-            f"metrictui: an engine is already running here ({path}); attaching to it"
-            " instead of starting a second one",
+            f"metrictui: ATTACHED to the running engine of this config ({describe(control.hello)})"
+            f" on {path}, instead of starting a second one",
             file=sys.stderr,
         )
-        return asyncio.run(_attach(path, config.tui.refresh_hz))
-    return asyncio.run(_run_local(config, role, path))
+        try:
+            return await run_app(control, config.tui.refresh_hz)
+        finally:
+            await control.close()
+    await control.close()
+    print(
+        f"metrictui: the engine on {path} runs another config ({describe(control.hello)});"
+        f" starting this config's own engine, without a control socket",
+        file=sys.stderr,
+    )
+    return await _run_local(config, role, None)
 
 
 async def _run_local(config: Config, role: Role, path: Path | None) -> int:

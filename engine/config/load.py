@@ -23,6 +23,7 @@ from engine.config.model import (
     Config,
     KafkaConfig,
     build_section,
+    control_socket_for,
 )
 from engine.config.rules import suggest
 from engine.config.secret import Secret
@@ -237,6 +238,8 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
                 raise ConfigError(one_line(f"{item.label}: {exc}")) from None
         elif isinstance(spec, PathKey) and spec.env_default is not None:
             values[where_key] = spec.env_default(env)
+    if ("headless", "control_socket") not in given:
+        values[("headless", "control_socket")] = control_socket_for(path, env)
 
     def where(section: str, key: str) -> str:
         item = given.get((section, key))

@@ -7,6 +7,7 @@ the test that config.example.toml documents every key.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 from collections.abc import Callable, Mapping
@@ -60,6 +61,16 @@ def default_control_socket(env: Mapping[str, str] | None = None) -> Path:
     if os.path.isabs(runtime):
         return Path(runtime) / "metrictui" / "control.sock"
     return Path(f"/tmp/metrictui-{os.getuid()}") / "control.sock"
+
+
+def control_socket_for(config_path: Path, env: Mapping[str, str] | None = None) -> Path:
+    """The default control socket of the engine that runs `config_path`.
+
+    Derived from the config file's absolute path, so `metrictui --config B.toml` never finds
+    (and attaches to) the engine of A.toml, while a second `metrictui` on the same config does.
+    """
+    digest = hashlib.sha256(str(config_path.resolve()).encode()).hexdigest()[:12]
+    return default_control_socket(env).with_name(f"control-{digest}.sock")
 
 
 def _topic() -> StrKey:

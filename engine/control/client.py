@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,25 @@ from engine.stats import StatsSnapshot, snapshot_from_dict
 from engine.targets.model import Target
 
 REQUEST_TIMEOUT = 30.0
+
+
+def _not_a_socket(path: Path) -> str | None:
+    """Why `path` cannot be a control socket (a directory, a regular file), else None."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None  # missing or unreadable: connecting says why
+    if stat.S_ISDIR(mode):
+        return (
+            f"cannot attach to {path}: it is a directory; pass the control socket inside it"
+            " ([headless] control_socket of the engine's config)"
+        )
+    if not stat.S_ISSOCK(mode):
+        return (
+            f"cannot attach to {path}: it is a regular file, not a control socket; pass the"
+            " engine's [headless] control_socket"
+        )
+    return None
 
 
 class SocketControl:
@@ -33,6 +53,9 @@ class SocketControl:
 
     @classmethod
     async def connect(cls, path: Path, timeout: float = 5.0) -> SocketControl:
+        not_a_socket = _not_a_socket(path)
+        if not_a_socket:
+            raise UserError(not_a_socket)
         control = cls(path)
         try:
             async with asyncio.timeout(timeout):
@@ -55,8 +78,9 @@ class SocketControl:
     def description(self) -> str:
         agent = self.hello.get("agent", "?")
         pid = self.hello.get("pid", "?")
+        config = Path(str(self.hello.get("config") or "?")).name
         state = "" if self.connected else " — DISCONNECTED"
-        return f"attached to {self.path} (agent {agent}, pid {pid}){state}"
+        return f"attached to agent {agent} (pid {pid}, {config}){state}"
 
     def snapshot(self) -> StatsSnapshot | None:
         return self._snapshot

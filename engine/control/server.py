@@ -16,6 +16,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from engine.control.identity import engine_identity
 from engine.control.local import history_from_postgres
 from engine.control.wire import MAX_LINE, dumps, history_out, loads, target_in, target_out
 from engine.engine import Engine
@@ -135,7 +136,12 @@ class ControlServer:
     async def _dispatch(self, op: str, req: dict[str, Any]) -> Any:
         e = self.engine
         if op == "hello":
-            return {"agent": e.agent, "role": e.role, "pid": os.getpid()}
+            return {
+                **engine_identity(e.config),
+                "agent": e.agent,
+                "role": e.role,
+                "pid": os.getpid(),
+            }
         if op == "get_target":
             return target_out(e.get_target(str(req["name"])))
         if op == "add_target":

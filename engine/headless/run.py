@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from engine.config import Config
-from engine.control.server import start_control_server
+from engine.control.server import socket_is_live, start_control_server
 from engine.engine import Engine, Role
 from engine.errors import UserError
 from engine.headless.http_status import StatusServer, start_status_server
@@ -28,6 +28,13 @@ STOP_TIMEOUT = 9.0
 
 async def run_headless(config: Config, role: Role) -> int:
     """Run until a signal arrives; UserError from start() propagates to the CLI."""
+    path = control_socket_path(config)
+    if path is not None and socket_is_live(path):
+        # A second engine of this config would produce everything twice.
+        raise UserError(
+            f"another metrictui engine already serves {path}; attach to it with"
+            f" `metrictui --attach {path}`, or give this one its own [headless] control_socket"
+        )
     engine = Engine(config, role)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
