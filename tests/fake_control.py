@@ -186,6 +186,9 @@ def fake_history(name: str, since_s: float) -> TargetHistory:
 class FakeControl:
     """Implements `engine.control.protocol.Control` in memory; records every edit in `calls`."""
 
+    connected = True
+    last_contact: datetime | None = None
+
     def __init__(self, *, waiting: bool = False) -> None:
         self.targets: dict[str, Target] = {t.name: t for t in fake_targets()}
         self.metrics_enabled: dict[str, bool] = dict.fromkeys(COLLECTOR_NAMES, True)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import stat
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from engine.stats import StatsSnapshot, snapshot_from_dict
 from engine.targets.model import Target
 
 REQUEST_TIMEOUT = 30.0
+RECONNECT_EVERY_S = 1.0
+"""How often a client whose engine went away tries the socket again (cheap: one connect)."""
 
 
 def _not_a_socket(path: Path) -> str | None:
@@ -49,7 +52,10 @@ class SocketControl:
         self._ids = itertools.count(1)
         self._snapshot: StatsSnapshot | None = None
         self._listener: asyncio.Task[None] | None = None
+        self._reconnector: asyncio.Task[None] | None = None
+        self._closing = False
         self.connected = False
+        self.last_contact: datetime | None = None
 
     @classmethod
     async def connect(cls, path: Path, timeout: float = 5.0) -> SocketControl:
@@ -79,8 +85,7 @@ class SocketControl:
         agent = self.hello.get("agent", "?")
         pid = self.hello.get("pid", "?")
         config = Path(str(self.hello.get("config") or "?")).name
-        state = "" if self.connected else " — DISCONNECTED"
-        return f"attached to agent {agent} (pid {pid}, {config}){state}"
+        return f"attached to agent {agent} (pid {pid}, {config})"
 
     def snapshot(self) -> StatsSnapshot | None:
         return self._snapshot
@@ -89,6 +94,7 @@ class SocketControl:
         assert self._reader is not None
         try:
             while line := await self._reader.readline():
+                self.last_contact = datetime.now(UTC)
                 doc = loads(line)
                 if doc.get("push") == "snapshot":
                     self._snapshot = snapshot_from_dict(doc["data"])
@@ -104,6 +110,29 @@ class SocketControl:
                 if not fut.done():
                     fut.set_exception(UserError(f"the engine at {self.path} went away"))
             self._pending.clear()
+            if not self._closing:
+                self._reconnector = asyncio.create_task(self._reconnect(), name="control-again")
+
+    async def _reconnect(self) -> None:
+        """Attach again as soon as an engine answers on the same socket (it was restarted)."""
+        while not self._closing:
+            await asyncio.sleep(RECONNECT_EVERY_S)
+            try:
+                async with asyncio.timeout(2):
+                    reader, writer = await asyncio.open_unix_connection(
+                        str(self.path), limit=MAX_LINE
+                    )
+            except (OSError, TimeoutError):
+                continue
+            self._reader, self._writer = reader, writer
+            self.connected = True
+            self._listener = asyncio.create_task(self._listen(), name="control-listen")
+            try:
+                self.hello = await self._call("hello")
+                await self._call("subscribe")
+            except UserError:
+                pass  # gone again: the listener's end starts the next round
+            return
 
     async def _call(self, op: str, **args: Any) -> Any:
         if not self.connected or self._writer is None:
@@ -145,6 +174,11 @@ class SocketControl:
         return history_in(await self._call("target_history", name=name, since_s=since_s))
 
     async def close(self) -> None:
+        self._closing = True
+        if self._reconnector is not None:
+            self._reconnector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconnector
         if self._writer is not None:
             self._writer.close()
             with contextlib.suppress(Exception):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import psycopg
 
 from engine.db.history import TargetHistory, fetch_target_history
@@ -26,6 +28,9 @@ async def history_from_postgres(engine: Engine, name: str, since_s: float) -> Ta
 
 class LocalControl:
     """Thin adapter: the TUI calls these, the engine does the work in the same event loop."""
+
+    connected = True
+    last_contact: datetime | None = None
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine

@@ -7,6 +7,7 @@ ever sees this protocol, so attaching over SSH and running in-process behave the
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol
 
 from engine.db.history import TargetHistory
@@ -20,6 +21,16 @@ class Control(Protocol):
     @property
     def description(self) -> str:
         """One line for the header: "in-process engine" or "attached to <path>"."""
+        ...
+
+    @property
+    def connected(self) -> bool:
+        """False while the engine cannot be reached (an attached engine stopped or died)."""
+        ...
+
+    @property
+    def last_contact(self) -> datetime | None:
+        """When the engine was last heard from (None for an in-process engine: always now)."""
         ...
 
     def snapshot(self) -> StatsSnapshot | None:

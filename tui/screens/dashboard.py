@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
 
@@ -22,6 +24,7 @@ from tui.screens.help import HelpScreen
 from tui.screens.metrics import MetricsScreen
 from tui.screens.target_detail import TargetDetailScreen
 from tui.screens.target_form import TargetFormScreen
+from tui.widgets.engine_gone import EngineGoneBanner, engine_gone_text
 from tui.widgets.errors_pane import ErrorsPane
 from tui.widgets.header_bar import HeaderBar
 from tui.widgets.host_pane import HostPane
@@ -75,13 +78,16 @@ class DashboardScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield HeaderBar(self._control.description, id="header")
+        yield EngineGoneBanner(id="engine-gone")
         with Horizontal(id="top"):
             yield PipelinePane(id="pipeline")
             yield HostPane(id="host")
         yield TargetsTable(id="targets")
         with VerticalScroll(id="errors-box"):
             yield ErrorsPane(id="errors")
-        yield Footer()
+        # Without the "^p palette" hint `q Quit` fits at 80 columns; ctrl+p still works and
+        # the help screen lists it.
+        yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
         self.ready = True
@@ -95,6 +101,7 @@ class DashboardScreen(Screen[None]):
 
     def apply(self, snapshot: StatsSnapshot | None) -> None:
         """Show `snapshot`; every widget compares with what it shows and redraws only changes."""
+        snapshot = self._show_contact(snapshot)
         self._snapshot = snapshot
         self.query_one(HeaderBar).show_snapshot(
             snapshot, status=self._status, description=self._control.description
@@ -111,6 +118,21 @@ class DashboardScreen(Screen[None]):
         total = snapshot.errors_total
         self.query_one("#errors-box").border_title = f"errors ({total})" if total else "errors"
         self.query_one(ErrorsPane).apply(snapshot.errors, snapshot.taken_at)
+
+    def _show_contact(self, snapshot: StatsSnapshot | None) -> StatsSnapshot | None:
+        """Banner and dimmed panes while the engine is gone; its last snapshot ages on.
+
+        The snapshot is re-dated to now, so "checked 4s ago" keeps growing instead of
+        freezing at a reassuring value.
+        """
+        gone = not self._control.connected
+        if gone != self.has_class("-gone"):
+            self.set_class(gone, "-gone")
+        if not gone:
+            return snapshot
+        now = datetime.now(UTC)
+        self.query_one(EngineGoneBanner).show(engine_gone_text(self._control.last_contact, now))
+        return None if snapshot is None else dataclasses.replace(snapshot, taken_at=now)
 
     def set_status(self, status: str | None) -> None:
         """A word for the header ("stopping…"), shown until cleared."""
