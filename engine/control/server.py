@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import socket
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ class ControlServer:
         self.path = path
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> None:
         if socket_is_live(self.path):
@@ -79,6 +81,12 @@ class ControlServer:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
+            for writer in list(self._writers):
+                writer.close()  # the client's handler reads EOF and ends by itself
+            if self._clients:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1):
+                        await asyncio.gather(*self._clients, return_exceptions=True)
             for task in list(self._clients):
                 task.cancel()
             with contextlib.suppress(Exception):
@@ -92,7 +100,10 @@ class ControlServer:
         task = asyncio.current_task()
         assert task is not None
         self._clients.add(task)
+        self._writers.add(writer)
         pusher: asyncio.Task[None] | None = None
+        who = _peer(writer)
+        log.info("control client attached: %s (%d attached)", who, len(self._clients))
         try:
             while line := await reader.readline():
                 try:
@@ -105,15 +116,21 @@ class ControlServer:
                         pusher = asyncio.create_task(self._push(writer))
                     writer.write(dumps({"id": request.get("id"), "ok": True, "result": None}))
                 else:
-                    writer.write(dumps(await self._handle(request)))
+                    writer.write(dumps(await self._handle(request, who)))
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass
+        except asyncio.CancelledError:
+            # Only from close(): end like a hang-up. A handler task that ends cancelled makes
+            # asyncio log "Exception in callback ... CancelledError" at ERROR level.
             pass
         finally:
             if pusher is not None:
                 pusher.cancel()
             self._clients.discard(task)
+            self._writers.discard(writer)
             writer.close()
+            log.info("control client detached: %s", who)
 
     async def _push(self, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError):
@@ -123,14 +140,18 @@ class ControlServer:
                 await writer.drain()
                 await asyncio.sleep(1 / PUSH_HZ)
 
-    async def _handle(self, req: dict[str, Any]) -> dict[str, Any]:
+    async def _handle(self, req: dict[str, Any], who: str) -> dict[str, Any]:
         rid = req.get("id")
+        op = str(req.get("op"))
         try:
-            result = await self._dispatch(str(req.get("op")), req)
+            result = await self._dispatch(op, req)
         except UserError as exc:
             return {"id": rid, "ok": False, "error": str(exc)}
         except (KeyError, TypeError, ValueError) as exc:
             return {"id": rid, "ok": False, "error": f"bad request: {exc}"}
+        audit = _audit_line(op, req)
+        if audit is not None:
+            log.info("control client %s: %s", who, audit)
         return {"id": rid, "ok": True, "result": result}
 
     async def _dispatch(self, op: str, req: dict[str, Any]) -> Any:
@@ -167,6 +188,34 @@ class ControlServer:
     @staticmethod
     def _target(req: dict[str, Any]) -> Target:
         return target_in(req["target"])
+
+
+def _peer(writer: asyncio.StreamWriter) -> str:
+    """'pid 123 uid 1000' from the socket's peer credentials (Linux), for the audit log."""
+    sock = writer.get_extra_info("socket")
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except (AttributeError, OSError):
+        return "pid ?"
+    pid, uid, _gid = struct.unpack("3i", creds)
+    return f"pid {pid} uid {uid}"
+
+
+def _audit_line(op: str, req: dict[str, Any]) -> str | None:
+    """What an applied edit changed, naming the target or metric (None for reads)."""
+    if op == "add_target":
+        return f"added target {req['target'].get('name')}"
+    if op == "update_target":
+        new = req["target"].get("name")
+        renamed = f" (now {new})" if new != req["name"] else ""
+        return f"edited target {req['name']}{renamed}"
+    if op == "delete_target":
+        return f"deleted target {req['name']}"
+    if op == "set_target_enabled":
+        return f"{'enabled' if req['enabled'] else 'disabled'} target {req['name']}"
+    if op == "set_metric_enabled":
+        return f"{'enabled' if req['enabled'] else 'disabled'} metric {req['name']}"
+    return None
 
 
 async def start_control_server(engine: Engine, path: Path) -> ControlServer:
