@@ -20,7 +20,7 @@ from engine.control.protocol import Control
 from engine.errors import UserError
 from engine.stats import StatsSnapshot, TargetStatus
 from tui.screens.confirm import ConfirmScreen
-from tui.screens.help import HelpScreen
+from tui.screens.help import HelpScreen, KeySections
 from tui.screens.metrics import MetricsScreen
 from tui.screens.target_detail import TargetDetailScreen
 from tui.screens.target_form import TargetFormScreen
@@ -238,7 +238,15 @@ class DashboardScreen(Screen[None]):
         self.app.push_screen(MetricsScreen(self._control))
 
     def action_help(self) -> None:
-        self.app.push_screen(HelpScreen(list(self.BINDINGS)))
+        sections: KeySections = [
+            ("Dashboard", list(self.BINDINGS)),
+            ("Target form", list(TargetFormScreen.BINDINGS)),
+            ("Target detail", list(TargetDetailScreen.BINDINGS)),
+            ("Delete confirmation", list(ConfirmScreen.BINDINGS)),
+            ("Metrics", list(MetricsScreen.BINDINGS)),
+            ("Help", list(HelpScreen.BINDINGS)),
+        ]
+        self.app.push_screen(HelpScreen(sections))
 
     def action_quit(self) -> None:
         self.set_status("stopping…")

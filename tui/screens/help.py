@@ -1,4 +1,4 @@
-"""The `?` screen: every key of the dashboard, built from the bindings themselves."""
+"""The `?` screen: every key of every screen, built from the bindings themselves."""
 
 from __future__ import annotations
 
@@ -27,14 +27,24 @@ def key_label(key: str) -> str:
     return ", ".join(names.get(part, part) for part in key.split(","))
 
 
-def keys_table(bindings: list[BindingType]) -> Table:
-    """A two-column table: key, what it does (from the binding's tooltip or description)."""
+KeySections = list[tuple[str, list[BindingType]]]
+"""(screen title, that screen's bindings), in the order the help lists them."""
+
+
+def keys_table(sections: KeySections) -> Table:
+    """Key and what it does (tooltip or description), screen by screen, then the general keys.
+
+    Built from each screen's own BINDINGS, so a key added to a screen cannot be missing here.
+    """
     table = Table(box=None, show_header=False, padding=(0, 2, 0, 0))
     table.add_column(style="bold cyan", no_wrap=True)
     table.add_column()
-    for binding in bindings:
-        if isinstance(binding, Binding):
-            table.add_row(key_label(binding.key), binding.tooltip or binding.description)
+    for title, bindings in sections:
+        table.add_row(Text(title, "bold underline"), "")
+        for binding in bindings:
+            if isinstance(binding, Binding):
+                table.add_row(key_label(binding.key), binding.tooltip or binding.description)
+    table.add_row(Text("Everywhere", "bold underline"), "")
     for key, what in GENERAL_KEYS:
         table.add_row(key, what)
     return table
@@ -47,9 +57,9 @@ class HelpScreen(ModalScreen[None]):
         Binding("escape,q,question_mark", "close", "Close", id="help-close", tooltip="Close"),
     ]
 
-    def __init__(self, bindings: list[BindingType]) -> None:
+    def __init__(self, sections: KeySections) -> None:
         super().__init__()
-        self._keys = bindings
+        self._keys = sections
 
     def compose(self) -> ComposeResult:
         with Vertical(id="help-dialog", classes="dialog"):

@@ -87,7 +87,13 @@ class TargetDetailScreen(ModalScreen[None]):
 
     BINDINGS = [
         Binding("escape,enter,q", "close", "Close", id="detail-close", tooltip="Close"),
-        Binding("r", "reload", "Reload", id="detail-reload", tooltip="Query the history again"),
+        Binding(
+            "r",
+            "reload",
+            "Reload",
+            id="detail-reload",
+            tooltip="Reload the live status and the history",
+        ),
     ]
 
     def __init__(self, control: Control, name: str) -> None:
@@ -119,6 +125,9 @@ class TargetDetailScreen(ModalScreen[None]):
         self.load_history()
 
     def action_reload(self) -> None:
+        """Query the history again, and show the live status ("checked 3s ago") as it is now."""
+        now, status = self._now_and_status()
+        self.query_one("#detail-status", Static).update(status_text(status, now))
         self.load_history()
 
     def action_close(self) -> None:
