@@ -233,3 +233,22 @@ def test_unknown_top_level_key_in_targets_file(tmp_path: Path) -> None:
     path.write_text("[[target]]\nname = 'a'\nurl = 'https://a/'\n")
     with pytest.raises(ConfigError, match="did you mean 'targets'"):
         load_targets(path)
+
+
+def test_rewritten_targets_file_keeps_integers_and_short_lists_on_one_line(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "targets.toml"
+    save_targets(
+        path,
+        [
+            Target("a", "https://a.example/", interval=10.0, timeout=2.5, expect_status=(200, 301)),
+            Target("b", "https://b.example/", interval=60.0, timeout=5.0),
+        ],
+    )
+    text = path.read_text()
+    assert "interval = 10\n" in text and "interval = 60\n" in text
+    assert "timeout = 2.5\n" in text and "timeout = 5\n" in text
+    assert "expect_status = [200, 301]\n" in text
+    reloaded = load_targets(path)
+    assert reloaded[0].expect_status == (200, 301) and reloaded[0].interval == 10.0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 import tempfile
 import tomllib
 import unicodedata
@@ -404,13 +405,31 @@ def target_from_form(raw: Mapping[str, Any], base_dir: Path) -> Target:
 # --- the file --------------------------------------------------------------------------------
 
 
+def _plain_number(value: float) -> int | float:
+    """10.0 -> 10: the file says `interval = 10`, as a person writes it, not `10.0`."""
+    return int(value) if value.is_integer() else value
+
+
+_MULTILINE_INT_ARRAY = re.compile(r"= \[\n((?:[ \t]+-?\d+,\n)+)\]")
+
+
+def _short_arrays_inline(text: str) -> str:
+    """tomli-w writes every array one item per line; `expect_status = [200, 301]` reads better."""
+
+    def inline(match: re.Match[str]) -> str:
+        items = [item.strip().rstrip(",") for item in match.group(1).splitlines()]
+        return "= [" + ", ".join(items) + "]"
+
+    return _MULTILINE_INT_ARRAY.sub(inline, text)
+
+
 def target_to_dict(t: Target) -> dict[str, Any]:
     """A TOML-ready table for `t`, leaving out values equal to the defaults."""
     out: dict[str, Any] = {"name": t.name, "url": t.url}
     if t.interval != 30.0:
-        out["interval"] = t.interval
+        out["interval"] = _plain_number(t.interval)
     if t.timeout != 10.0:
-        out["timeout"] = t.timeout
+        out["timeout"] = _plain_number(t.timeout)
     if t.method != "GET":
         out["method"] = t.method
     if t.expect_status:
@@ -501,7 +520,9 @@ def save_targets(path: Path, targets: Sequence[Target]) -> None:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ValueError(f"duplicate target names: {', '.join(map(repr, duplicates))}")
-    text = _HEADER + tomli_w.dumps({"targets": [target_to_dict(t) for t in targets]})
+    text = _HEADER + _short_arrays_inline(
+        tomli_w.dumps({"targets": [target_to_dict(t) for t in targets]})
+    )
     directory = path.parent
     directory.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
