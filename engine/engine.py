@@ -28,6 +28,7 @@ from engine.db.migrate import migrate
 from engine.db.retention import retention_loop
 from engine.envelope import encode_event, metrics_payload
 from engine.errors import ConnectError, UserError
+from engine.kafka.settings import describe_kafka_error
 from engine.kafka.shipper import Shipper
 from engine.kafka.spool import Spool
 from engine.kafka.topics import ensure_topics
@@ -90,7 +91,11 @@ class Engine:
         except UserError:
             raise
         except Exception as exc:  # Kafka away: the producer spools, the consumer retries.
-            log.warning("Kafka not reachable at start (%s); will retry", type(exc).__name__)
+            log.warning(
+                "Kafka not reachable at %s at start (%s); will retry",
+                cfg.kafka.bootstrap_servers,
+                describe_kafka_error(exc),
+            )
             self._tasks.append(asyncio.create_task(self._ensure_topics_later(), name="topics"))
         if self.consumes:
             dsn = cfg.postgres.dsn

@@ -215,3 +215,20 @@ def _settings_cause(cause: BaseException, where: str, cfg: KafkaConfig) -> tuple
 def _tls_record(length: int | None) -> bool:
     """A plaintext client reads a TLS record header (0x15/0x16, 0x03, ..) as a frame length."""
     return length is not None and length >> 24 in (0x15, 0x16) and (length >> 16) & 0xFF == 3
+
+
+def describe_kafka_error(exc: BaseException) -> str:
+    """'KafkaConnectionError: Unable to bootstrap from …', secret-free, with the cause.
+
+    aiokafka often raises an error whose text is only its own class name; the cause (connection
+    refused, DNS, TLS) is then in `__cause__`/`__context__`, and that is what operators need.
+    """
+    name = type(exc).__name__
+    text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+    text = text.removeprefix(f"{name}: ")  # aiokafka's errors already start with their name
+    if text in ("", name):
+        cause = exc.__cause__ or exc.__context__
+        if cause is not None and cause is not exc:
+            return f"{name}, caused by {describe_kafka_error(cause)}"
+        return f"{name} (no detail from the client; is a broker listening there?)"
+    return f"{name}: {text}"

@@ -23,7 +23,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from engine.config import KafkaConfig
 from engine.errors import ConfigError
-from engine.kafka.settings import client_kwargs
+from engine.kafka.settings import client_kwargs, describe_kafka_error
 from engine.kafka.spool import Spool, SpoolError, SpoolRecord
 from engine.kafka.watch import SettingsWatch
 from engine.stats import Stats
@@ -111,7 +111,10 @@ class Shipper:
             try:
                 await self._connect()
             except (KafkaError, OSError, TimeoutError) as exc:
-                self._kafka_down(f"Kafka unreachable at start ({_describe(exc)}); spooling")
+                self._kafka_down(
+                    f"Kafka unreachable at {self._bootstrap()} at start ({_describe(exc)});"
+                    " spooling"
+                )
                 self._enter_spooling()
         self._sender = asyncio.create_task(self._send_loop(), name="shipper-send")
 
@@ -285,7 +288,7 @@ class Shipper:
         _discard(futures)
         if failure is not None or not all(done):
             reason = _describe(failure) if failure is not None else "not acknowledged"
-            self._kafka_down(f"send to Kafka failed ({reason}); spooling")
+            self._kafka_down(f"send to Kafka at {self._bootstrap()} failed ({reason}); spooling")
             await self._close_producer(dead=True)
         return done
 
@@ -340,6 +343,10 @@ class Shipper:
             self.stats.error("spool", line)
             self._cap_dropped_logged = self.spool.dropped_total
             self._spool_error_logged_at = time.monotonic()
+
+    def _bootstrap(self) -> str:
+        """The broker addresses, for messages (no secret in them)."""
+        return self.cfg.bootstrap_servers
 
     def _kafka_down(self, message: str) -> None:
         if self.stats.kafka_state != "down":
@@ -449,7 +456,5 @@ def _discard(futures: Sequence[asyncio.Future[object]]) -> None:
 
 
 def _describe(exc: BaseException) -> str:
-    """Short, secret-free description of a Kafka/network error."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    name = type(exc).__name__
-    return f"{name}: {text[:200]}" if text else name
+    """Short, secret-free description of a Kafka/network error, with its cause."""
+    return describe_kafka_error(exc)

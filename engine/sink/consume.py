@@ -28,7 +28,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from engine.config import Config
 from engine.envelope import CheckEvent, Invalid, MetricsEvent, decode_event
 from engine.errors import ConfigError, ConnectError
-from engine.kafka.settings import client_kwargs
+from engine.kafka.settings import client_kwargs, describe_kafka_error
 from engine.kafka.watch import SettingsWatch
 from engine.sink.store import DeadLetter, Encoded, Store, WriteResult
 from engine.stats import Problem, Stats
@@ -173,7 +173,11 @@ class Sink:
                         async with asyncio.timeout(2):
                             await consumer.stop()
                 self._kafka_down()
-                log.warning("Kafka consumer cannot connect (%s); retrying", type(exc).__name__)
+                log.warning(
+                    "Kafka consumer cannot connect to %s (%s); retrying",
+                    self.config.kafka.bootstrap_servers,
+                    describe_kafka_error(exc),
+                )
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
                 continue
