@@ -19,11 +19,13 @@ system-deps:
 	    echo "installing tmux"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null; \
 	  else echo "tmux is required for the terminal tests (apt-get install tmux)"; exit 1; fi; }
 
+# PYTHONWARNINGS reaches the isolated build backend: it hides setuptools' "Editable
+# installation" warning, which reads like a problem on every first `make run`.
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "python3 (3.11+) is required"; exit 1; }
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
 stack-up: setup
