@@ -21,6 +21,7 @@ import psycopg
 from engine.agent.checks.checker import Checker
 from engine.agent.checks.pool import CheckWorkerPool, WorkerSetup, worker_count
 from engine.agent.collectors import COLLECTOR_NAMES, HostCollector
+from engine.agent.recent_checks import RecentChecks
 from engine.agent.scheduler import CheckScheduler
 from engine.check_result import CheckResult
 from engine.config import Config
@@ -51,6 +52,7 @@ class Engine:
         self.agent = config.agent.name
         self.host = socket.gethostname()
         self.stats = Stats(role, self.agent)
+        self.recent_checks = RecentChecks()
         self._targets: dict[str, Target] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.shipper: Shipper | None = None
@@ -246,6 +248,7 @@ class Engine:
         cert_days = None
         if result.cert_expires_at is not None:
             cert_days = (result.cert_expires_at - datetime.now(UTC)).total_seconds() / 86400
+        self.recent_checks.record(target.name, result.started_at, result.ok)
         self.stats.targets[target.name] = TargetStatus(
             name=target.name,
             url=target.url,
@@ -259,6 +262,8 @@ class Engine:
             last_checked=result.started_at,
             reason=result.reason,
             error=result.error,
+            recent=self.recent_checks.last(target.name),
+            uptime_1h_pct=self.recent_checks.uptime_pct(target.name, result.started_at),
         )
 
     # -- control ----------------------------------------------------------------------------
@@ -319,6 +324,7 @@ class Engine:
         self.get_target(name)
         self._save({k: v for k, v in self._targets.items() if k != name})
         self.stats.targets.pop(name, None)
+        self.recent_checks.forget(name)
 
     async def set_target_enabled(self, name: str, enabled: bool) -> None:
         await self.update_target(name, replace(self.get_target(name), enabled=enabled))

@@ -37,6 +37,10 @@ class TargetStatus:
     last_checked: datetime | None = None
     reason: str | None = None
     error: str | None = None
+    recent: tuple[bool, ...] = ()
+    """Outcomes of the last checks (oldest first), for the history bar."""
+    uptime_1h_pct: float | None = None
+    """Successful checks in the last hour, in percent (None before the first check)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,11 +187,12 @@ def _dt(value: Any) -> datetime | None:
 
 
 def _target_from_dict(t: dict[str, Any]) -> TargetStatus:
-    values: dict[str, Any] = {name: t[name] for name in _TARGET_FIELDS}
+    values: dict[str, Any] = {name: t.get(name) for name in _TARGET_FIELDS}
     values.update(
         enabled=bool(t["enabled"]),
         interval=float(t["interval"]),
         last_checked=_dt(t["last_checked"]),
+        recent=tuple(bool(ok) for ok in t.get("recent") or ()),
     )
     return TargetStatus(**values)
 

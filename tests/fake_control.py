@@ -53,6 +53,8 @@ def _status(t: Target) -> TargetStatus:
     base = TargetStatus(name=t.name, url=t.url, enabled=t.enabled, interval=t.interval)
     results: dict[str, dict[str, object]] = {
         "api": {
+            "recent": (True,) * 9 + (False,) + (True,) * 14,
+            "uptime_1h_pct": 99.3,
             "ok": True,
             "status_code": 200,
             "total_ms": 123.4,
@@ -68,6 +70,8 @@ def _status(t: Target) -> TargetStatus:
             "last_checked": _ago(12),
         },
         CLICK_NAME: {
+            "recent": (True, True, False, False, False),
+            "uptime_1h_pct": 40.0,
             "ok": False,
             "status_code": 500,
             "total_ms": 2310.0,

@@ -10,6 +10,7 @@ from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 
 from engine.stats import TargetStatus
+from tui.widgets.history_bar import NARROW_CELLS, WIDE_CELLS, history_bar, uptime_text
 from tui.widgets.safe_text import safe_text
 from tui.widgets.units import human_age, human_ms
 
@@ -21,6 +22,8 @@ COLUMNS = (
     ("match", "Match"),
     ("cert", "Cert"),
     ("checked", "Checked"),
+    ("history", "Last checks"),
+    ("uptime", "Up 1h"),
     ("reason", "Reason"),
 )
 NAME_CHARS = 28
@@ -65,7 +68,12 @@ def reason_cell(t: TargetStatus, max_chars: int = REASON_CHARS) -> Text:
     return text
 
 
-def row_cells(t: TargetStatus, now: datetime, reason_chars: int = REASON_CHARS) -> dict[str, Text]:
+def row_cells(
+    t: TargetStatus,
+    now: datetime,
+    reason_chars: int = REASON_CHARS,
+    history_cells: int = WIDE_CELLS,
+) -> dict[str, Text]:
     """Every cell of target `t`'s row, keyed by column."""
     return {
         "name": safe_text(t.name, "bold" if t.enabled else "dim", max_chars=NAME_CHARS),
@@ -75,6 +83,8 @@ def row_cells(t: TargetStatus, now: datetime, reason_chars: int = REASON_CHARS) 
         "match": match_cell(t),
         "cert": cert_cell(t),
         "checked": Text(human_age(t.last_checked, now)),
+        "history": history_bar(t.recent, history_cells),
+        "uptime": uptime_text(t.uptime_1h_pct),
         "reason": reason_cell(t, reason_chars),
     }
 
@@ -128,8 +138,9 @@ class TargetsTable(DataTable[Text]):
         """Bring the rows in line with `targets`, keeping the cursor on the same target."""
         self._last = (targets, now)
         selected = self.selected_name
-        budget = self._reason_budget([row_cells(t, now) for t in targets])
-        wanted = {t.name: row_cells(t, now, budget) for t in targets}
+        bar = WIDE_CELLS if self.size.width >= 100 else NARROW_CELLS
+        budget = self._reason_budget([row_cells(t, now, history_cells=bar) for t in targets])
+        wanted = {t.name: row_cells(t, now, budget, bar) for t in targets}
         removed = [name for name in self._cells if name not in wanted]
         for name in removed:
             self.remove_row(name)
