@@ -21,6 +21,7 @@ from engine.agent.scheduler import (
 )
 from engine.targets.model import Target
 from helpers.sites import LocalSites
+from helpers.waiting import wait_for_async
 
 
 @pytest.fixture
@@ -113,14 +114,6 @@ def target(name: str, interval: float = 30.0, enabled: bool = True) -> Target:
     return Target(name=name, url=f"http://{name}.example/", interval=interval, enabled=enabled)
 
 
-async def wait_for(condition: object, timeout: float = 3.0) -> None:
-    assert callable(condition)
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
-
-
 def test_spread_is_stable_and_roughly_uniform() -> None:
     assert spread("web-1") == spread("web-1")
     values = [spread(f"target-{i}") for i in range(10_000)]
@@ -144,12 +137,12 @@ async def test_new_target_with_long_interval_runs_within_about_a_second() -> Non
     began = time.monotonic()
     scheduler.start()
     try:
-        await wait_for(lambda: len(collected.results) == 1, timeout=PROMPT_S + 1.0)
+        await wait_for_async(lambda: len(collected.results) == 1, timeout=PROMPT_S + 1.0)
         assert collected.slots(checker, "a")[0] - began <= PROMPT_S
 
         scheduler.set_targets([target("a", interval=300.0), target("b", interval=300.0)])
         added = time.monotonic()
-        await wait_for(lambda: len(collected.results) == 2, timeout=PROMPT_S + 1.0)
+        await wait_for_async(lambda: len(collected.results) == 2, timeout=PROMPT_S + 1.0)
         assert collected.slots(checker, "b")[0] - added <= PROMPT_S
     finally:
         await scheduler.stop()
@@ -162,7 +155,7 @@ async def test_target_runs_at_a_fixed_rate() -> None:
     scheduler.set_targets([target("a", interval=0.25)])
     scheduler.start()
     try:
-        await wait_for(lambda: len(collected.results) >= 6)
+        await wait_for_async(lambda: len(collected.results) >= 6)
     finally:
         await scheduler.stop()
     slots = collected.slots(checker, "a")
@@ -181,7 +174,7 @@ async def test_unchanged_targets_keep_their_schedule() -> None:
     scheduler.set_targets(targets)
     scheduler.start()
     try:
-        await wait_for(lambda: checker.count("a") == 1 and checker.count("b") == 1)
+        await wait_for_async(lambda: checker.count("a") == 1 and checker.count("b") == 1)
         for _ in range(5):
             scheduler.set_targets(list(targets))  # e.g. the targets file was saved unchanged
         await asyncio.sleep(PROMPT_S + 0.3)
@@ -196,11 +189,11 @@ async def test_changed_target_restarts_and_its_old_in_flight_check_is_dropped() 
     scheduler.set_targets([target("a", interval=60.0)])
     scheduler.start()
     try:
-        await wait_for(lambda: checker.running == 1)
+        await wait_for_async(lambda: checker.running == 1)
         checker.slow.clear()  # the new version answers at once
         changed = Target(name="a", url="http://changed.example/", interval=60.0)
         scheduler.set_targets([changed])
-        await wait_for(lambda: len(collected.results) == 1)
+        await wait_for_async(lambda: len(collected.results) == 1)
         await asyncio.sleep(0.1)
     finally:
         await scheduler.stop()
@@ -215,9 +208,9 @@ async def test_removed_target_is_cancelled_mid_check_and_reports_nothing() -> No
     scheduler.set_targets([target("slow", interval=60.0), target("fast", interval=60.0)])
     scheduler.start()
     try:
-        await wait_for(lambda: checker.running == 1 and checker.count("fast") == 1)
+        await wait_for_async(lambda: checker.running == 1 and checker.count("fast") == 1)
         scheduler.set_targets([target("fast", interval=60.0)])
-        await wait_for(lambda: checker.cancelled == ["slow"])
+        await wait_for_async(lambda: checker.cancelled == ["slow"])
         assert [t.name for t in scheduler.scheduled] == ["fast"]
     finally:
         await scheduler.stop()
@@ -230,11 +223,11 @@ async def test_disabled_target_is_not_run_until_enabled() -> None:
     scheduler.set_targets([target("off", interval=0.2, enabled=False), target("on", interval=0.2)])
     scheduler.start()
     try:
-        await wait_for(lambda: checker.count("on") >= 3)
+        await wait_for_async(lambda: checker.count("on") >= 3)
         assert checker.count("off") == 0
 
         scheduler.set_targets([target("off", interval=0.2), target("on", interval=0.2)])
-        await wait_for(lambda: checker.count("off") >= 1, timeout=PROMPT_S + 0.5)
+        await wait_for_async(lambda: checker.count("off") >= 1, timeout=PROMPT_S + 0.5)
 
         scheduler.set_targets([target("off", interval=0.2), target("on", 0.2, enabled=False)])
         on_runs = checker.count("on")
@@ -250,7 +243,7 @@ async def test_slow_check_skips_missed_slots_instead_of_bursting() -> None:
     scheduler.set_targets([target("slow", interval=0.2)])
     scheduler.start()
     try:
-        await wait_for(lambda: len(collected.results) >= 4, timeout=6.0)
+        await wait_for_async(lambda: len(collected.results) >= 4, timeout=6.0)
     finally:
         await scheduler.stop()
     # A 0.5 s check at a 0.2 s interval: the slots at +0.2 and +0.4 are skipped, the next run
@@ -270,7 +263,7 @@ async def test_concurrency_bounds_checks_in_flight() -> None:
     scheduler.set_targets([target(name, interval=0.3) for name in names])
     scheduler.start()
     try:
-        await wait_for(lambda: len(collected.results) >= 60, timeout=5.0)
+        await wait_for_async(lambda: len(collected.results) >= 60, timeout=5.0)
     finally:
         await scheduler.stop()
     assert checker.max_running == 5
@@ -289,7 +282,7 @@ async def test_checker_bug_or_result_handler_error_does_not_stop_the_schedule() 
     scheduler.set_targets([target(n, interval=0.2) for n in ("buggy", "picky", "fine")])
     scheduler.start()
     try:
-        await wait_for(lambda: all(checker.count(n) >= 3 for n in ("buggy", "picky", "fine")))
+        await wait_for_async(lambda: all(checker.count(n) >= 3 for n in ("buggy", "picky", "fine")))
     finally:
         await scheduler.stop()
     assert "buggy" not in handled
@@ -302,7 +295,7 @@ async def test_stop_cancels_in_flight_checks_promptly() -> None:
     scheduler = CheckScheduler(checker, collected, concurrency=200)
     scheduler.set_targets([target(name, interval=0.2) for name in names])
     scheduler.start()
-    await wait_for(lambda: checker.running == 100)
+    await wait_for_async(lambda: checker.running == 100)
 
     began = time.monotonic()
     await scheduler.stop()

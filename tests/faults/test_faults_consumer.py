@@ -20,10 +20,10 @@ from helpers.faults import (
     partition_messages,
     scrape,
     stored_count,
-    wait_for,
 )
 from helpers.sites import LocalSites
 from helpers.stack import Pipeline
+from helpers.waiting import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 

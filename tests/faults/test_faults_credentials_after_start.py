@@ -52,10 +52,10 @@ from helpers.faults import (
     sink_role_fixture,  # noqa: F401 - fixture
     ssl_kafka,
     stored_count,
-    wait_for,
 )
 from helpers.sites import LocalSites
 from helpers.stack import ROOT, Pipeline
+from helpers.waiting import wait_for
 from tui.widgets.pipeline_pane import header_text
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]

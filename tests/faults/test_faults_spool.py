@@ -38,10 +38,10 @@ from helpers.faults import (
     scrape,
     servers_fixture,  # noqa: F401 - fixture
     stored_count,
-    wait_for,
 )
 from helpers.sites import LocalSites
 from helpers.stack import Pipeline
+from helpers.waiting import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import App
 from textual.pilot import Pilot
@@ -23,6 +23,9 @@ from engine.db.history import TargetHistory
 from engine.errors import UserError
 from engine.stats import ErrorEntry, LatestSample, PartitionLag, StatsSnapshot, TargetStatus
 from engine.targets.model import Target
+
+if TYPE_CHECKING:
+    from tui.app import MetricTuiApp
 
 FAKE_NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 HOSTILE_ESCAPE = "\x1b]0;owned\x07"
@@ -274,11 +277,5 @@ async def settle(pilot: Pilot[Any]) -> None:
     await pilot.pause()
 
 
-async def wait_for(pilot: Pilot[Any], predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """Poll `predicate` while the app runs (timers tick); True once it holds, False on timeout."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        await pilot.pause(0.05)
-    return True
+OpenTui = Callable[..., AbstractAsyncContextManager[tuple["MetricTuiApp", Pilot[int]]]]
+"""The `open_tui` fixture (tests/tui/conftest.py): `async with open_tui() as (app, pilot)`."""

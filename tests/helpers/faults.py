@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -34,6 +34,7 @@ import pytest
 
 from helpers.kafka_tools import read_topic
 from helpers.stack import ROOT, Pipeline, metrictui_cmd
+from helpers.waiting import wait_for
 
 STACK_SCRIPT = ROOT / "stack" / "stack.py"
 
@@ -247,15 +248,6 @@ def config_variant(p: Pipeline, name: str, **sections: dict[str, object]) -> Pat
     finally:
         p.config_path.write_bytes(original)
     return variant
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, what: str, step: float = 0.5) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(step)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def events_table_ready(p: Pipeline) -> bool:

@@ -15,10 +15,10 @@ from helpers.faults import (
     agents_fixture,  # noqa: F401 - fixture
     assert_conserved,
     stored_count,
-    wait_for,
 )
 from helpers.sites import LocalSites
 from helpers.stack import Pipeline
+from helpers.waiting import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 

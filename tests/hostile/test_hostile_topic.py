@@ -18,9 +18,9 @@ from helpers.faults import (
     agents_fixture,  # noqa: F401 - fixture
     committed_offsets,
     events_table_ready,
-    wait_for,
 )
 from helpers.stack import Pipeline
+from helpers.waiting import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 

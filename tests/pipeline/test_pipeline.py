@@ -16,6 +16,7 @@ import pytest
 from helpers.kafka_tools import event_ids, read_topic, send_raw
 from helpers.sites import NORMAL_BODY, LocalSites
 from helpers.stack import Pipeline, metrictui_cmd
+from helpers.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -34,15 +35,6 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> tuple[int,
     proc.send_signal(sig)
     code = proc.wait(timeout=30)
     return code, time.monotonic() - started
-
-
-def wait_for(predicate: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
 def schema_fingerprint(p: Pipeline) -> list[tuple[object, ...]]:

@@ -27,11 +27,11 @@ from helpers.faults import (
     run_briefly,
     sink_role_fixture,  # noqa: F401 - fixture
     stored_count,
-    wait_for,
 )
 from helpers.kafka_tools import send_raw
 from helpers.sites import LocalSites
 from helpers.stack import Pipeline, metrictui_cmd
+from helpers.waiting import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 

@@ -29,10 +29,10 @@ from helpers.faults import (
     sink_role_fixture,  # noqa: F401 - fixture
     ssl_kafka,
     stored_count,
-    wait_for,
 )
 from helpers.sites import LocalSites
 from helpers.stack import Pipeline
+from helpers.waiting import wait_for
 from tui.app import MetricTuiApp
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]

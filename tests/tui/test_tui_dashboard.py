@@ -6,7 +6,8 @@ import dataclasses
 import re
 
 from engine.targets.model import Target
-from helpers.fake_control import BOLD_NAME, CLICK_NAME, FakeControl, screen_text, wait_for
+from helpers.fake_control import BOLD_NAME, CLICK_NAME, FakeControl, screen_text
+from helpers.waiting import wait_for_async
 from tui.app import MetricTuiApp
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.help import HelpScreen
@@ -62,7 +63,7 @@ async def test_waiting_message_until_the_first_snapshot_then_the_timer_shows_it(
         assert "waiting for the engine…" in screen_text(app)
         assert _table(app).row_count == 0
         control.waiting = False
-        assert await wait_for(pilot, lambda: _table(app).row_count == 5)
+        assert await wait_for_async(lambda: _table(app).row_count == 5, pilot=pilot)
         assert "waiting for the engine" not in screen_text(app)
 
 
@@ -90,7 +91,7 @@ async def test_unchanged_snapshots_touch_no_cells_and_a_change_touches_one() -> 
             for t in snapshot.targets
         )
         control._snapshot = dataclasses.replace(snapshot, targets=targets)
-        assert await wait_for(pilot, lambda: bool(updates))
+        assert await wait_for_async(lambda: bool(updates), pilot=pilot)
         await pilot.pause(0.35)
         assert updates == [("api", "status")]
         assert table.get_cell("api", "status").plain == "503"
@@ -108,7 +109,7 @@ async def test_no_redraw_while_a_modal_is_on_top() -> None:
         await pilot.pause(0.35)
         assert _table(app).row_count == 5  # the dashboard underneath was left alone
         await pilot.press("escape")
-        assert await wait_for(pilot, lambda: _table(app).row_count == 6)
+        assert await wait_for_async(lambda: _table(app).row_count == 6, pilot=pilot)
         assert "zz-new" in {str(key.value) for key in _table(app).rows}
 
 
@@ -146,7 +147,9 @@ async def test_footer_bindings_have_ids_and_descriptions() -> None:
     }
     app = MetricTuiApp(FakeControl())
     async with app.run_test(size=SIZE) as pilot:
-        assert await wait_for(pilot, lambda: "Quit" in screen_text(app).splitlines()[-1])
+        assert await wait_for_async(
+            lambda: "Quit" in screen_text(app).splitlines()[-1], pilot=pilot
+        )
         footer_line = screen_text(app).splitlines()[-1]
     for label in ("Add", "Edit", "Delete", "On/off", "Detail", "Metrics", "Help", "Quit"):
         assert label in footer_line
@@ -158,9 +161,9 @@ async def test_command_palette_runs_dashboard_actions() -> None:
         await pilot.press("ctrl+p")
         await pilot.pause()
         await pilot.press(*"add target")
-        assert await wait_for(pilot, lambda: "Add a website target" in screen_text(app))
+        assert await wait_for_async(lambda: "Add a website target" in screen_text(app), pilot=pilot)
         await pilot.press("enter")
-        assert await wait_for(pilot, lambda: isinstance(app.screen, TargetFormScreen))
+        assert await wait_for_async(lambda: isinstance(app.screen, TargetFormScreen), pilot=pilot)
 
 
 async def test_q_quits_with_exit_code_zero() -> None:

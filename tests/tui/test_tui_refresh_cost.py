@@ -14,7 +14,8 @@ import pytest
 from textual._compositor import Compositor
 
 from engine.stats import StatsSnapshot
-from helpers.fake_control import FakeControl, screen_text, wait_for
+from helpers.fake_control import FakeControl, screen_text
+from helpers.waiting import wait_for_async
 from tui.app import MetricTuiApp
 from tui.widgets.pipeline_pane import shown_rate
 from tui.widgets.spark import BARS, spark_text
@@ -63,7 +64,7 @@ async def test_changing_snapshots_repaint_without_relayout(monkeypatch: pytest.M
         await pilot.pause(0.5)
         reflows, ticks = 0, control.ticks
         before = screen_text(app)
-        assert await wait_for(pilot, lambda: control.ticks >= ticks + 8)
+        assert await wait_for_async(lambda: control.ticks >= ticks + 8, pilot=pilot)
         await pilot.pause(0.1)
         after = screen_text(app)
 

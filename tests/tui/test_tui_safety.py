@@ -6,7 +6,8 @@ import dataclasses
 
 from rich.text import Text
 
-from helpers.fake_control import BOLD_NAME, CLICK_NAME, FakeControl, screen_text, settle, wait_for
+from helpers.fake_control import BOLD_NAME, CLICK_NAME, FakeControl, screen_text, settle
+from helpers.waiting import wait_for_async
 from tui.app import MetricTuiApp
 from tui.screens.target_detail import TargetDetailScreen
 from tui.widgets.safe_text import clean_text, safe_text
@@ -72,7 +73,7 @@ async def test_hostile_agent_name_in_the_header_is_literal() -> None:
     control._snapshot = dataclasses.replace(snapshot, agent="[blink]evil\x1b[2J")
     app = MetricTuiApp(control)
     async with app.run_test(size=SIZE) as pilot:
-        assert await wait_for(pilot, lambda: "agent [blink]evil" in screen_text(app))
+        assert await wait_for_async(lambda: "agent [blink]evil" in screen_text(app), pilot=pilot)
         assert r"evil\x1b[2J" in screen_text(app)
         assert_no_raw_controls(app)
 

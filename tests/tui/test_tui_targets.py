@@ -10,7 +10,8 @@ from textual.widgets import Input, Static, Switch
 from engine.db.history import TargetHistory
 from engine.errors import UserError
 from engine.targets.model import Target
-from helpers.fake_control import CLICK_NAME, FakeControl, screen_text, settle, wait_for
+from helpers.fake_control import CLICK_NAME, FakeControl, OpenTui, screen_text, settle
+from helpers.waiting import wait_for_async
 from tui.app import MetricTuiApp
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.dashboard import DashboardScreen
@@ -18,8 +19,6 @@ from tui.screens.target_detail import TargetDetailScreen
 from tui.screens.target_form import TargetFormScreen, headers_to_lines
 from tui.widgets.latency_chart import LatencyChart
 from tui.widgets.targets_table import TargetsTable
-
-SIZE = (120, 40)
 
 
 async def fill(pilot: Pilot[int], field: str, text: str) -> None:
@@ -44,10 +43,10 @@ async def select(pilot: Pilot[int], app: MetricTuiApp, name: str) -> None:
     await pilot.pause()
 
 
-async def test_adding_a_target_through_the_form_makes_its_row_appear() -> None:
-    control = FakeControl()
-    app = MetricTuiApp(control)
-    async with app.run_test(size=SIZE) as pilot:
+async def test_adding_a_target_through_the_form_makes_its_row_appear(
+    control: FakeControl, open_tui: OpenTui
+) -> None:
+    async with open_tui() as (app, pilot):
         await pilot.press("a")
         await pilot.pause()
         assert isinstance(app.screen, TargetFormScreen)
@@ -73,10 +72,10 @@ async def test_adding_a_target_through_the_form_makes_its_row_appear() -> None:
     )
 
 
-async def test_invalid_url_and_regex_show_problems_and_save_nothing() -> None:
-    control = FakeControl()
-    app = MetricTuiApp(control)
-    async with app.run_test(size=SIZE) as pilot:
+async def test_invalid_url_and_regex_show_problems_and_save_nothing(
+    control: FakeControl, open_tui: OpenTui
+) -> None:
+    async with open_tui() as (app, pilot):
         await pilot.press("a")
         await pilot.pause()
         assert problem(app, "name") == ""  # nothing is flagged before the user types
@@ -97,10 +96,10 @@ async def test_invalid_url_and_regex_show_problems_and_save_nothing() -> None:
     assert [c for c in control.calls if c[0] == "add_target"] == []
 
 
-async def test_blank_required_fields_are_flagged_on_save() -> None:
-    control = FakeControl()
-    app = MetricTuiApp(control)
-    async with app.run_test(size=SIZE) as pilot:
+async def test_blank_required_fields_are_flagged_on_save(
+    control: FakeControl, open_tui: OpenTui
+) -> None:
+    async with open_tui() as (app, pilot):
         await pilot.press("a")
         await pilot.pause()
         await pilot.press("ctrl+s")
@@ -109,20 +108,19 @@ async def test_blank_required_fields_are_flagged_on_save() -> None:
     assert control.calls == []
 
 
-async def test_duplicate_name_is_flagged_inline() -> None:
-    app = MetricTuiApp(FakeControl())
-    async with app.run_test(size=SIZE) as pilot:
+async def test_duplicate_name_is_flagged_inline(open_tui: OpenTui) -> None:
+    async with open_tui() as (app, pilot):
         await pilot.press("a")
         await pilot.pause()
         await fill(pilot, "name", "api")
         assert "already" in problem(app, "name")
 
 
-async def test_engine_refusal_is_shown_in_the_form_and_it_stays_open() -> None:
-    control = FakeControl()
+async def test_engine_refusal_is_shown_in_the_form_and_it_stays_open(
+    control: FakeControl, open_tui: OpenTui
+) -> None:
     control.refuse = "targets file /x/targets.toml is not writable; fix its permissions"
-    app = MetricTuiApp(control)
-    async with app.run_test(size=SIZE) as pilot:
+    async with open_tui() as (app, pilot):
         await pilot.press("a")
         await pilot.pause()
         await fill(pilot, "name", "docs")
@@ -134,10 +132,10 @@ async def test_engine_refusal_is_shown_in_the_form_and_it_stays_open() -> None:
     assert "docs" not in control.targets
 
 
-async def test_editing_a_target_prefills_the_form_and_updates_it() -> None:
-    control = FakeControl()
-    app = MetricTuiApp(control)
-    async with app.run_test(size=SIZE) as pilot:
+async def test_editing_a_target_prefills_the_form_and_updates_it(
+    control: FakeControl, open_tui: OpenTui
+) -> None:
+    async with open_tui() as (app, pilot):
         await pilot.pause()
         await select(pilot, app, "api")
         await pilot.press("e")
@@ -155,10 +153,8 @@ async def test_editing_a_target_prefills_the_form_and_updates_it() -> None:
     assert ("update_target", "api", control.targets["api"]) in control.calls
 
 
-async def test_renaming_a_target_replaces_its_row() -> None:
-    control = FakeControl()
-    app = MetricTuiApp(control)
-    async with app.run_test(size=SIZE) as pilot:
+async def test_renaming_a_target_replaces_its_row(control: FakeControl, open_tui: OpenTui) -> None:
+    async with open_tui() as (app, pilot):
         await pilot.pause()
         await select(pilot, app, "shop")
         await pilot.press("e")
@@ -169,10 +165,10 @@ async def test_renaming_a_target_replaces_its_row() -> None:
         assert "store" in rows(app) and "shop" not in rows(app)
 
 
-async def test_delete_asks_first_and_no_keeps_the_target() -> None:
-    control = FakeControl()
-    app = MetricTuiApp(control)
-    async with app.run_test(size=SIZE) as pilot:
+async def test_delete_asks_first_and_no_keeps_the_target(
+    control: FakeControl, open_tui: OpenTui
+) -> None:
+    async with open_tui() as (app, pilot):
         await pilot.pause()
         await select(pilot, app, "blog")
         await pilot.press("d")
@@ -193,10 +189,8 @@ async def test_delete_asks_first_and_no_keeps_the_target() -> None:
     assert "blog" not in control.targets
 
 
-async def test_space_toggles_the_selected_target() -> None:
-    control = FakeControl()
-    app = MetricTuiApp(control)
-    async with app.run_test(size=SIZE) as pilot:
+async def test_space_toggles_the_selected_target(control: FakeControl, open_tui: OpenTui) -> None:
+    async with open_tui() as (app, pilot):
         await pilot.pause()
         await select(pilot, app, "api")
         await pilot.press("space")
@@ -212,11 +206,11 @@ async def test_space_toggles_the_selected_target() -> None:
     ]
 
 
-async def test_refused_toggle_is_reported_and_changes_nothing() -> None:
-    control = FakeControl()
+async def test_refused_toggle_is_reported_and_changes_nothing(
+    control: FakeControl, open_tui: OpenTui
+) -> None:
     control.refuse = "engine is stopping; try again"
-    app = MetricTuiApp(control)
-    async with app.run_test(size=SIZE, notifications=True) as pilot:
+    async with open_tui(notifications=True) as (app, pilot):
         await pilot.pause()
         await select(pilot, app, "api")
         await pilot.press("space")
@@ -225,10 +219,10 @@ async def test_refused_toggle_is_reported_and_changes_nothing() -> None:
     assert control.targets["api"].enabled
 
 
-async def test_enter_opens_the_detail_with_history_from_the_engine() -> None:
-    control = FakeControl()
-    app = MetricTuiApp(control)
-    async with app.run_test(size=SIZE) as pilot:
+async def test_enter_opens_the_detail_with_history_from_the_engine(
+    control: FakeControl, open_tui: OpenTui
+) -> None:
+    async with open_tui() as (app, pilot):
         await pilot.pause()
         await select(pilot, app, "api")
         await pilot.press("enter")
@@ -263,14 +257,15 @@ class SlowHistory(FakeControl):
         return await super().target_history(name, since_s)
 
 
-async def test_detail_loads_in_the_background_and_the_ui_stays_responsive() -> None:
+async def test_detail_loads_in_the_background_and_the_ui_stays_responsive(
+    open_tui: OpenTui,
+) -> None:
     control = SlowHistory()
-    app = MetricTuiApp(control)
-    async with app.run_test(size=SIZE) as pilot:
+    async with open_tui(control) as (app, pilot):
         await pilot.pause()
         await select(pilot, app, "api")
         await pilot.press("enter")
-        assert await wait_for(pilot, lambda: isinstance(app.screen, TargetDetailScreen))
+        assert await wait_for_async(lambda: isinstance(app.screen, TargetDetailScreen), pilot=pilot)
         assert app.screen.query_one("#detail-body").loading
         await pilot.press("r")  # keys still work while the query is out
         assert app.screen.query_one("#detail-body").loading
@@ -280,23 +275,21 @@ async def test_detail_loads_in_the_background_and_the_ui_stays_responsive() -> N
         assert app.screen.query_one(LatencyChart)._series
 
 
-async def test_detail_closes_while_history_is_still_loading() -> None:
+async def test_detail_closes_while_history_is_still_loading(open_tui: OpenTui) -> None:
     control = SlowHistory()
-    app = MetricTuiApp(control)
-    async with app.run_test(size=SIZE) as pilot:
+    async with open_tui(control) as (app, pilot):
         await pilot.pause()
         await pilot.press("enter")
-        assert await wait_for(pilot, lambda: isinstance(app.screen, TargetDetailScreen))
+        assert await wait_for_async(lambda: isinstance(app.screen, TargetDetailScreen), pilot=pilot)
         await pilot.press("escape")
-        assert await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen))
+        assert await wait_for_async(lambda: isinstance(app.screen, DashboardScreen), pilot=pilot)
         control.release.set()
         await settle(pilot)  # the cancelled query leaves no error behind
         assert app.is_running
 
 
-async def test_detail_says_why_history_is_unavailable() -> None:
-    app = MetricTuiApp(SlowHistory(fail=True))
-    async with app.run_test(size=SIZE) as pilot:
+async def test_detail_says_why_history_is_unavailable(open_tui: OpenTui) -> None:
+    async with open_tui(SlowHistory(fail=True)) as (app, pilot):
         await pilot.pause()
         await pilot.press("enter")
         await pilot.pause()
@@ -306,10 +299,10 @@ async def test_detail_says_why_history_is_unavailable() -> None:
         assert app.is_running
 
 
-async def test_metrics_screen_switches_collectors_in_the_engine() -> None:
-    control = FakeControl()
-    app = MetricTuiApp(control)
-    async with app.run_test(size=SIZE) as pilot:
+async def test_metrics_screen_switches_collectors_in_the_engine(
+    control: FakeControl, open_tui: OpenTui
+) -> None:
+    async with open_tui() as (app, pilot):
         await pilot.press("m")
         await pilot.pause()
         switch = app.screen.query_one("#metric-swap", Switch)
@@ -320,17 +313,17 @@ async def test_metrics_screen_switches_collectors_in_the_engine() -> None:
         assert control.metrics_enabled["swap"] is False
         assert "off" in screen_text(app)
         await pilot.press("escape")
-        assert await wait_for(
-            pilot, lambda: "swap off" in screen_text(app)
+        assert await wait_for_async(
+            lambda: "swap off" in screen_text(app), pilot=pilot
         )  # host pane no longer shows a stale value
     assert control.calls == [("set_metric_enabled", "swap", False)]
 
 
-async def test_refused_metric_switch_flips_back_and_says_why() -> None:
-    control = FakeControl()
+async def test_refused_metric_switch_flips_back_and_says_why(
+    control: FakeControl, open_tui: OpenTui
+) -> None:
     control.refuse = "unknown metric collector 'swap'"
-    app = MetricTuiApp(control)
-    async with app.run_test(size=SIZE) as pilot:
+    async with open_tui() as (app, pilot):
         await pilot.press("m")
         await pilot.pause()
         switch = app.screen.query_one("#metric-swap", Switch)
@@ -341,12 +334,12 @@ async def test_refused_metric_switch_flips_back_and_says_why() -> None:
         assert "unknown metric collector" in screen_text(app)
 
 
-async def test_keys_that_need_a_selection_say_so_on_an_empty_table() -> None:
-    control = FakeControl()
+async def test_keys_that_need_a_selection_say_so_on_an_empty_table(
+    control: FakeControl, open_tui: OpenTui
+) -> None:
     control.targets.clear()
     control._snapshot = control._build()
-    app = MetricTuiApp(control)
-    async with app.run_test(size=SIZE, notifications=True) as pilot:
+    async with open_tui(notifications=True) as (app, pilot):
         await pilot.pause()
         for key in ("e", "d", "space", "enter"):
             await pilot.press(key)
@@ -362,10 +355,10 @@ def test_headers_field_splits_on_semicolons_before_header_names_only() -> None:
     assert headers_to_lines("") == ""
 
 
-async def test_hostile_target_can_be_edited_and_deleted() -> None:
-    control = FakeControl()
-    app = MetricTuiApp(control)
-    async with app.run_test(size=SIZE) as pilot:
+async def test_hostile_target_can_be_edited_and_deleted(
+    control: FakeControl, open_tui: OpenTui
+) -> None:
+    async with open_tui() as (app, pilot):
         await pilot.pause()
         await select(pilot, app, CLICK_NAME)
         await pilot.press("d")
