@@ -16,12 +16,6 @@ from engine.targets.model import Target
 from helpers.sites import LocalSites
 
 
-@pytest.fixture
-def sites(local_sites: LocalSites) -> LocalSites:
-    """The session's local test servers (`local_sites`, registered by conftest from sites.py)."""
-    return local_sites
-
-
 @asynccontextmanager
 async def running_checker(**kwargs: int) -> AsyncIterator[Checker]:
     checker = Checker(**kwargs)

@@ -24,12 +24,6 @@ from helpers.sites import LocalSites
 from helpers.waiting import wait_for_async
 
 
-@pytest.fixture
-def sites(local_sites: LocalSites) -> LocalSites:
-    """The session's local test servers (`local_sites`, registered by conftest from sites.py)."""
-    return local_sites
-
-
 def result_for(target: Target) -> CheckResult:
     return CheckResult(
         target=target.name,

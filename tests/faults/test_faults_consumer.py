@@ -11,7 +11,6 @@ import pytest
 from helpers.faults import (
     CRASHING_CONSUMER,
     Agents,
-    agents_fixture,  # noqa: F401 - fixture
     assert_committed_in_postgres,
     assert_conserved,
     committed_offsets,

@@ -42,14 +42,11 @@ from helpers.faults import (
     Agents,
     Servers,
     SinkRole,
-    agents_fixture,  # noqa: F401 - fixture
     assert_conserved,
     config_variant,
     free_port,
     migrate_as_owner,
     sasl_kafka,
-    servers_fixture,  # noqa: F401 - fixture
-    sink_role_fixture,  # noqa: F401 - fixture
     ssl_kafka,
     stored_count,
 )

@@ -17,10 +17,8 @@ from engine.kafka.spool import Spool
 from helpers.faults import (
     Agents,
     Servers,
-    agents_fixture,  # noqa: F401 - fixture
     assert_conserved,
     metrics_gaps,
-    servers_fixture,  # noqa: F401 - fixture
     stored_count,
 )
 from helpers.sites import LocalSites

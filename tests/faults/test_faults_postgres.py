@@ -11,12 +11,10 @@ import pytest
 from helpers.faults import (
     Agents,
     Servers,
-    agents_fixture,  # noqa: F401 - fixture
     assert_committed_in_postgres,
     assert_conserved,
     committed_offsets,
     group_lag,
-    servers_fixture,  # noqa: F401 - fixture
     stored_count,
 )
 from helpers.sites import LocalSites

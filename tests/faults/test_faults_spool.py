@@ -31,12 +31,10 @@ from helpers.faults import (
     Agent,
     Agents,
     Servers,
-    agents_fixture,  # noqa: F401 - fixture
     assert_conserved,
     config_variant,
     free_port,
     scrape,
-    servers_fixture,  # noqa: F401 - fixture
     stored_count,
 )
 from helpers.sites import LocalSites

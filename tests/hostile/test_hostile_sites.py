@@ -12,7 +12,6 @@ import pytest
 
 from helpers.faults import (
     Agents,
-    agents_fixture,  # noqa: F401 - fixture
     assert_conserved,
     stored_count,
 )

@@ -15,7 +15,6 @@ from aiokafka import AIOKafkaProducer
 from engine.envelope import encode_event
 from helpers.faults import (
     Agents,
-    agents_fixture,  # noqa: F401 - fixture
     committed_offsets,
     events_table_ready,
 )

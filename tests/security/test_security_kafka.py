@@ -14,7 +14,6 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from helpers.faults import (
     Agents,
-    agents_fixture,  # noqa: F401 - fixture
     assert_conserved,
     run_briefly,
     sasl_kafka,

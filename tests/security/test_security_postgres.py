@@ -20,12 +20,10 @@ from engine.envelope import encode_event
 from helpers.faults import (
     Agents,
     SinkRole,
-    agents_fixture,  # noqa: F401 - fixture
     assert_conserved,
     config_variant,
     migrate_as_owner,
     run_briefly,
-    sink_role_fixture,  # noqa: F401 - fixture
     stored_count,
 )
 from helpers.kafka_tools import send_raw

@@ -19,14 +19,11 @@ from helpers.faults import (
     Agents,
     Servers,
     SinkRole,
-    agents_fixture,  # noqa: F401 - fixture
     config_variant,
     free_port,
     migrate_as_owner,
     run_briefly,
     sasl_kafka,
-    servers_fixture,  # noqa: F401 - fixture
-    sink_role_fixture,  # noqa: F401 - fixture
     ssl_kafka,
     stored_count,
 )
