@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-ENGINE = Path(__file__).resolve().parent.parent / "engine"
+ENGINE = Path(__file__).resolve().parents[2] / "engine"
 ROOMS = ("agent", "kafka", "sink", "db", "control", "headless", "config", "targets")
 
 # What each room must never import (a room name, "engine.py", or a top-level package).
