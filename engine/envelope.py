@@ -77,7 +77,7 @@ def new_event_id() -> str:
 
 
 def metrics_payload(samples: Iterable[Any]) -> dict[str, Any]:
-    """Payload of a metrics event from `engine.collectors.Sample`-like objects."""
+    """Payload of a metrics event from `engine.agent.collectors.Sample`-like objects."""
     return {"samples": [[s.metric, dict(s.labels), s.value, s.unit] for s in samples]}
 
 

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from engine.check_pool import AUTO_CHECKS_PER_WORKER, shard_of, worker_count
-from engine.check_wire import (
+from engine.agent.checks.checker import CheckResult
+from engine.agent.checks.pool import AUTO_CHECKS_PER_WORKER, shard_of, worker_count
+from engine.agent.checks.wire import (
     RESULT,
     FrameError,
     FrameReader,
@@ -25,11 +26,10 @@ from engine.check_wire import (
     targets_from_wire,
     targets_to_wire,
 )
-from engine.checks import CheckResult
-from engine.config import load_config
+from engine.agent.scheduler import CheckScheduler, spread
+from engine.config.model import load_config
 from engine.errors import UserError
-from engine.scheduler import CheckScheduler, spread
-from engine.targets import Target
+from engine.targets.model import Target
 
 
 def a_result(**changes: object) -> CheckResult:

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 import pytest
 from sites import LocalSites
 
-from engine.checks import REASONS, Checker, CheckResult, one_line
-from engine.targets import Target
+from engine.agent.checks.checker import REASONS, Checker, CheckResult, one_line
+from engine.targets.model import Target
 
 
 @pytest.fixture

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from engine.collectors import COLLECTOR_NAMES
-from engine.config import (
+from engine.agent.collectors import COLLECTOR_NAMES
+from engine.config.model import (
     Config,
     Secret,
     load_config,
     resolve_config_path,
 )
 from engine.errors import ConfigError
-from engine.targets import load_targets
+from engine.targets.model import load_targets
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "s3cr3t-Pa55word-do-not-print"
@@ -652,7 +652,7 @@ def test_resolve_config_path_order(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_example_config_loads_and_documents_every_key(tmp_path: Path) -> None:
-    from engine import config as config_module
+    from engine.config import model as config_module
 
     example = (REPO / "config.example.toml").read_text(encoding="utf-8")
     cfg = load_config(write(tmp_path / "metrictui.toml", example), {})

@@ -12,15 +12,15 @@ from datetime import UTC, datetime
 import pytest
 from sites import LocalSites
 
-from engine.checks import Checker, CheckResult
-from engine.scheduler import (
+from engine.agent.checks.checker import Checker, CheckResult
+from engine.agent.scheduler import (
     FIRST_RUNS_PER_S,
     PROMPT_S,
     CheckScheduler,
     first_run_window,
     spread,
 )
-from engine.targets import Target
+from engine.targets.model import Target
 
 
 @pytest.fixture

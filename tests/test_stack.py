@@ -26,8 +26,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from engine.config import load_config
-from engine.targets import load_targets
+from engine.config.model import load_config
+from engine.targets.model import load_targets
 
 REPO = Path(__file__).resolve().parent.parent
 STACK_PY = REPO / "stack" / "stack.py"

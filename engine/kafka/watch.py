@@ -19,8 +19,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from engine.config import KafkaConfig
-from engine.kafka_settings import Probe, probe_settings
+from engine.config.model import KafkaConfig
+from engine.kafka.settings import Probe, probe_settings
 from engine.stats import Problem, Stats
 
 log = logging.getLogger("metrictui.kafka")

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from engine.collectors import COLLECTOR_NAMES
+from engine.agent.collectors import COLLECTOR_NAMES
 from engine.errors import ConfigError
-from engine.targets import one_line, read_toml
+from engine.targets.model import one_line, read_toml
 
 ENV_PREFIX = "METRICTUI_"
 # Variables under our prefix that belong to other tools (the CLI, the local stack launcher).

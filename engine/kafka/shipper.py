@@ -21,11 +21,11 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
-from engine.config import KafkaConfig
+from engine.config.model import KafkaConfig
 from engine.errors import ConfigError
-from engine.kafka_settings import client_kwargs
-from engine.kafka_watch import SettingsWatch
-from engine.spool import Spool, SpoolError, SpoolRecord
+from engine.kafka.settings import client_kwargs
+from engine.kafka.spool import Spool, SpoolError, SpoolRecord
+from engine.kafka.watch import SettingsWatch
 from engine.stats import Stats
 
 log = logging.getLogger("metrictui.producer")

@@ -15,9 +15,9 @@ from aiokafka.errors import (
     for_code,
 )
 
-from engine.config import KafkaConfig
+from engine.config.model import KafkaConfig
 from engine.errors import ConnectError, UserError
-from engine.kafka_settings import client_kwargs, connection_problem
+from engine.kafka.settings import client_kwargs, connection_problem
 
 _FORBIDDEN = (
     TopicAuthorizationFailedError,

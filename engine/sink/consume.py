@@ -1,7 +1,7 @@
 """The consumer side: Kafka batches into PostgreSQL, offsets committed only after the rows.
 
 Loop: `getmany` a batch -> decode and validate every message (bad ones become dead letters, so
-a partition never stalls on a poison message) -> one PostgreSQL transaction (engine/store.py)
+a partition never stalls on a poison message) -> one PostgreSQL transaction (engine/sink/store.py)
 -> commit the Kafka offsets. If PostgreSQL is away, the same batch is retried with backoff and
 no offset moves; lag grows and drains later. If the database rejects a batch for its content,
 it is written event by event and the rejected events are dead-lettered with the SQL state.
@@ -25,13 +25,13 @@ import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from engine.config import Config
+from engine.config.model import Config
 from engine.envelope import CheckEvent, Invalid, MetricsEvent, decode_event
 from engine.errors import ConfigError, ConnectError
-from engine.kafka_settings import client_kwargs
-from engine.kafka_watch import SettingsWatch
+from engine.kafka.settings import client_kwargs
+from engine.kafka.watch import SettingsWatch
+from engine.sink.store import DeadLetter, Encoded, Store, WriteResult
 from engine.stats import Problem, Stats
-from engine.store import DeadLetter, Encoded, Store, WriteResult
 
 log = logging.getLogger("metrictui.sink")
 

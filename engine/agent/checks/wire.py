@@ -21,8 +21,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from engine.checks import CheckResult
-from engine.targets import Target
+from engine.agent.checks.checker import CheckResult
+from engine.targets.model import Target
 
 SETUP = 0
 TARGETS = 1

@@ -56,7 +56,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from engine import __version__
-from engine.targets import Target
+from engine.targets.model import Target
 
 log = logging.getLogger(__name__)
 

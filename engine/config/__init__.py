@@ -1,0 +1,1 @@
+"""The main configuration: declared once, loaded from TOML and environment, and `metrictui init`."""
