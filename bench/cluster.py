@@ -66,6 +66,10 @@ def cluster_cmd(*args: str, timeout: float = 300.0) -> str:
     return proc.stdout
 
 
+def _node_args(node_ids: tuple[int, ...]) -> list[str]:
+    return [arg for n in node_ids for arg in ("--node", str(n))]
+
+
 @dataclass(frozen=True)
 class Cluster:
     """Where the running cluster listens (from its env.json)."""
@@ -84,9 +88,9 @@ class Cluster:
     def node_ids(self) -> list[int]:
         return [int(n["node_id"]) for n in self.env["kafka_nodes"]]
 
-    def kill_node(self, node_id: int) -> None:
-        """SIGKILL one node and wait until its ports are closed."""
-        cluster_cmd("kafka-stop", "--node", str(node_id), "--kill")
+    def kill_node(self, *node_ids: int) -> None:
+        """SIGKILL nodes (all at the same moment) and wait until their ports are closed."""
+        cluster_cmd("kafka-stop", *_node_args(node_ids), "--kill")
 
     def stop_node(self, node_id: int) -> None:
         """SIGTERM one node (a controlled shutdown moves its leaderships first)."""

@@ -46,6 +46,7 @@ from stack_kafka import (
     kafka_started_info,
     start_kafka,
     stop_kafka,
+    stop_kafka_nodes,
 )
 from stack_kafka_config import KafkaFiles, kafka_uuid
 from stack_kafka_probe import kafka_metadata_brokers as kafka_metadata_brokers  # tests use it
@@ -155,13 +156,13 @@ def cmd_down(settings: Settings) -> int:
     return 0
 
 
-def _nodes(settings: Settings, node_id: int | None) -> list[KafkaNode]:
-    return settings.kafka_nodes if node_id is None else [settings.kafka_node(node_id)]
+def _nodes(settings: Settings, node_ids: list[int] | None) -> list[KafkaNode]:
+    return settings.kafka_nodes if not node_ids else [settings.kafka_node(n) for n in node_ids]
 
 
-def cmd_kafka_start(settings: Settings, node_id: int | None) -> int:
-    """Start the named node (default: every node) and wait until each answers."""
-    nodes = _nodes(settings, node_id)
+def cmd_kafka_start(settings: Settings, node_ids: list[int] | None) -> int:
+    """Start the named nodes (default: every node) at once and wait until each answers."""
+    nodes = _nodes(settings, node_ids)
     secure = any(bool(read_json(KafkaFiles(n.root).started).get("secure")) for n in nodes)
     with stack_lock(settings):
         stopped = [n for n in nodes if kafka_pid(n) is None]
@@ -175,9 +176,11 @@ def cmd_kafka_start(settings: Settings, node_id: int | None) -> int:
     return 0
 
 
-def cmd_kafka_stop(settings: Settings, node_id: int | None, kill: bool) -> int:
+def cmd_kafka_stop(settings: Settings, node_ids: list[int] | None, kill: bool) -> int:
+    """Stop the named nodes (default: every node); with --kill, all SIGKILLed before any wait,
+    so a cluster loses them at the same moment."""
     with stack_lock(settings):
-        if not any([stop_kafka(n, kill=kill) for n in _nodes(settings, node_id)]):
+        if not stop_kafka_nodes(_nodes(settings, node_ids), kill=kill):
             say("kafka: not running")
     return 0
 
@@ -221,9 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ks = sub.add_parser("kafka-stop", help="stop Kafka (SIGTERM; --kill: SIGKILL) and wait")
     ks.add_argument("--kill", action="store_true")
-    ks.add_argument("--node", type=int, help="only this node of a cluster (default: all)")
+    ks.add_argument(
+        "--node", type=int, action="append", help="only this node of a cluster (repeatable)"
+    )
     kst = sub.add_parser("kafka-start", help="start Kafka and wait until it answers")
-    kst.add_argument("--node", type=int, help="only this node of a cluster (default: all)")
+    kst.add_argument(
+        "--node", type=int, action="append", help="only this node of a cluster (repeatable)"
+    )
     ps = sub.add_parser("pg-stop", help="stop PostgreSQL (fast; --kill: immediate) and wait")
     ps.add_argument("--kill", action="store_true")
     sub.add_parser("pg-start", help="start PostgreSQL and wait until it accepts connections")

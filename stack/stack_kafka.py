@@ -7,7 +7,10 @@ command line (stack.py) loops over the nodes.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import time
 from collections.abc import Sequence
@@ -164,20 +167,30 @@ def _wait_kafka(
 
 
 def stop_kafka(node: KafkaNode, *, kill: bool = False) -> bool:
-    files = KafkaFiles(node.root)
-    pid = kafka_pid(node)
-    if not pid:
-        return False
-    info = read_json(files.started)
-    ports = [int(info.get("kafka_port", 0)), int(info.get("controller_port", 0))]
-    label = "Kafka" if node.root.name == "kafka" else f"Kafka node {node.node_id}"
-    print(f"stopping {label} (pid {pid}{', SIGKILL' if kill else ''}) ...", end="", flush=True)
-    started = time.monotonic()
-    terminate(pid, files.marker, kill=kill)
-    _wait_ports_closed([p for p in ports if p])
-    files.pid_file.unlink(missing_ok=True)
-    print(f" stopped ({time.monotonic() - started:.1f} s)", flush=True)
-    return True
+    return stop_kafka_nodes([node], kill=kill) > 0
+
+
+def stop_kafka_nodes(nodes: Sequence[KafkaNode], *, kill: bool = False) -> int:
+    """Stop nodes and wait until each is gone and its ports are closed; returns how many ran.
+    With `kill`, every node gets its SIGKILL before any wait, so a cluster loses them at the
+    same moment (two of three down at once: below min ISR, and no controller quorum)."""
+    running = [(node, pid) for node in nodes if (pid := kafka_pid(node))]
+    if kill:
+        for _, pid in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    for node, pid in running:
+        files = KafkaFiles(node.root)
+        info = read_json(files.started)
+        ports = [int(info.get("kafka_port", 0)), int(info.get("controller_port", 0))]
+        label = "Kafka" if node.root.name == "kafka" else f"Kafka node {node.node_id}"
+        print(f"stopping {label} (pid {pid}{', SIGKILL' if kill else ''}) ...", end="", flush=True)
+        started = time.monotonic()
+        terminate(pid, files.marker, kill=kill)
+        _wait_ports_closed([p for p in ports if p])
+        files.pid_file.unlink(missing_ok=True)
+        print(f" stopped ({time.monotonic() - started:.1f} s)", flush=True)
+    return len(running)
 
 
 def _wait_ports_closed(ports: Sequence[int], timeout: float = 10.0) -> None:

@@ -133,8 +133,7 @@ def producer_kill(cluster: Cluster, procs: Processes, topics: list[str]) -> dict
     """Below min ISR, then SIGKILL the feeder with a spool; the next feeder replays it."""
     survivor = _busiest_leader(cluster, topics)
     down = [n for n in cluster.node_ids if n != survivor][:2]
-    for node in down:
-        cluster.kill_node(node)
+    cluster.kill_node(*down)  # at the same moment
     below_at = time.monotonic()
     feeder = procs.feeder
     spooled = wait_until(lambda: int(feeder.read_status().get("spool", 0)) > 0, SPOOL_WAIT_S)

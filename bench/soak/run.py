@@ -144,6 +144,7 @@ class Soak:
         verdict = audit(self.cluster.dsn, self.schema, self.incarnations)
         report = {
             "tag": self.tag,
+            "commit": _git_head(),
             "started_at": started_at.isoformat(),
             "finished_at": datetime.now(UTC).isoformat(),
             "minutes": self.s.minutes,
@@ -255,6 +256,16 @@ class Soak:
 
         with contextlib.suppress(Exception):
             asyncio.run(delete_topics())
+
+
+def _git_head() -> str:
+    proc = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return proc.stdout.strip()
 
 
 def run_soak(settings: SoakSettings) -> dict[str, Any]:

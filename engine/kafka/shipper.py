@@ -23,6 +23,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from engine.config.model import KafkaConfig
 from engine.errors import ConfigError
+from engine.kafka.reach import reach_cause
 from engine.kafka.settings import client_kwargs
 from engine.kafka.spool import Spool, SpoolError, SpoolRecord
 from engine.kafka.watch import SettingsWatch
@@ -285,6 +286,9 @@ class Shipper:
         _discard(futures)
         if failure is not None or not all(done):
             reason = _describe(failure) if failure is not None else "not acknowledged"
+            if self.stats.kafka_state != "down":  # the line is said once: name the cause
+                cause = await reach_cause(producer, self.cfg.bootstrap_servers)
+                reason += f"; {cause}" if cause else ""
             self._kafka_down(f"send to Kafka failed ({reason}); spooling")
             await self._close_producer(dead=True)
         return done
