@@ -47,11 +47,13 @@ def cluster_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     env["METRICTUI_STACK_KAFKA_PORT"] = env.get("METRICTUI_STACK_CLUSTER_KAFKA_PORT", "19192")
     env["METRICTUI_STACK_PG_PORT"] = env.get("METRICTUI_STACK_CLUSTER_PG_PORT", "15532")
     env["METRICTUI_STACK_WEB_PORT"] = env.get("METRICTUI_STACK_CLUSTER_WEB_PORT", "18180")
+    # A node restarted after a SIGKILL recovers its logs first; on a busy box that takes long.
+    env.setdefault("METRICTUI_STACK_READY_TIMEOUT", "300")
     # The servers named by METRICTUI_<SECTION>__<KEY> are not the cluster's.
     return {k: v for k, v in env.items() if not (k.startswith("METRICTUI_") and "__" in k)}
 
 
-def cluster_cmd(*args: str, timeout: float = 300.0) -> str:
+def cluster_cmd(*args: str, timeout: float = 900.0) -> str:
     """Run one stack.py command against the cluster; raise ClusterError if it fails."""
     proc = subprocess.run(
         [sys.executable, str(STACK_SCRIPT), *args],

@@ -5,6 +5,7 @@ Also the error type every stack module raises and the one-line progress printer.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,10 @@ LIB_DIR = STACK_SRC / "lib"
 DEMO_SERVER = STACK_SRC / "demo_site" / "server.py"
 
 HOST = "127.0.0.1"
-READY_TIMEOUT_S = 90.0
+# How long a server may take to answer after a start. A Kafka node SIGKILLed under load
+# recovers its logs first, which on a busy 2-core box can take minutes: the cluster tools
+# raise it with METRICTUI_STACK_READY_TIMEOUT.
+READY_TIMEOUT_S = float(os.environ.get("METRICTUI_STACK_READY_TIMEOUT", "") or 90.0)
 STOP_TIMEOUT_S = 30.0
 KAFKA_HEAP = ("-Xms128m", "-Xmx512m")
 PG_SUPERUSER = "postgres"

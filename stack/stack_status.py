@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from stack_files import read_json, read_or_empty
@@ -30,7 +31,9 @@ def node_info(node: KafkaNode) -> dict[str, Any]:
 
 
 def status_info(settings: Settings) -> dict[str, Any]:
-    nodes = [node_info(n) for n in settings.kafka_nodes]
+    # Nodes of the other layout still running (the broker count changed without a restart).
+    stray = [n for n in settings.other_layout_nodes if kafka_pid(n)]
+    nodes = [node_info(n) for n in [*settings.kafka_nodes, *stray]]
     pfiles = pg_files(settings)
     ppid = pg_pid(pfiles)
     wpid = web_pid(settings)
@@ -63,7 +66,7 @@ def cmd_status(settings: Settings, as_json: bool) -> int:
         print(json.dumps(info, indent=2))
         return 0
     for k in info["kafka_nodes"]:
-        label = "kafka" if not settings.cluster else f"kafka-{k['node_id']}"
+        label = "kafka" if Path(k["log"]).parent.name == "kafka" else f"kafka-{k['node_id']}"
         if k["running"]:
             extra = f" SSL :{k['port'] + 2} SASL_SSL :{k['port'] + 3}" if k["secure"] else ""
             state = "ready" if k["ready"] else "not answering"

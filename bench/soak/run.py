@@ -139,8 +139,12 @@ class Soak:
                 time.sleep(min(5.0, max(0.2, next_at - time.monotonic())))
             self.sample_rss()
             drain = self._drain(procs)
-        finally:
+        except BaseException:
             self._stop_all()
+            if not self.s.keep_data:
+                self._drop_data()
+            raise
+        self._stop_all()
         verdict = audit(self.cluster.dsn, self.schema, self.incarnations)
         report = {
             "tag": self.tag,
