@@ -92,16 +92,22 @@ def audit_incarnation(conn: psycopg.Connection[Any], inc: Incarnation) -> Incarn
     )
 
 
-def duplicate_rows(conn: psycopg.Connection[Any]) -> dict[str, int]:
-    """Rows stored more than once: check rows per event id, surplus sample rows."""
+def duplicate_rows(conn: psycopg.Connection[Any], agents: list[str]) -> dict[str, int]:
+    """Rows of `agents` stored more than once: check rows per event id, surplus sample rows."""
     checks, distinct = conn.execute(
-        "SELECT count(*), count(DISTINCT event_id) FROM checks"
+        "SELECT count(*), count(DISTINCT event_id) FROM checks WHERE agent = ANY(%s)", (agents,)
     ).fetchone() or (0, 0)
     events_n, distinct_events = conn.execute(
-        "SELECT count(*), count(DISTINCT event_id) FROM events"
+        "SELECT count(*), count(DISTINCT event_id) FROM events WHERE agent = ANY(%s)", (agents,)
     ).fetchone() or (0, 0)
-    metrics_events = conn.execute("SELECT count(*) FROM events WHERE kind = 'metrics'").fetchone()
-    samples = conn.execute("SELECT count(*) FROM samples").fetchone()
+    metrics_events = conn.execute(
+        "SELECT count(*) FROM events WHERE kind = 'metrics' AND agent = ANY(%s)", (agents,)
+    ).fetchone()
+    samples = conn.execute(
+        "SELECT count(*) FROM samples JOIN series ON series.id = samples.series_id"
+        " WHERE series.agent = ANY(%s)",
+        (agents,),
+    ).fetchone()
     expected_samples = (int(metrics_events[0]) if metrics_events else 0) * SAMPLES_PER_EVENT
     return {
         "events": int(events_n) - int(distinct_events),
@@ -110,12 +116,13 @@ def duplicate_rows(conn: psycopg.Connection[Any]) -> dict[str, int]:
     }
 
 
-def freshness(conn: psycopg.Connection[Any]) -> dict[str, float | None]:
+def freshness(conn: psycopg.Connection[Any], agents: list[str]) -> dict[str, float | None]:
     """observed_at -> committed in PostgreSQL, over every stored event (faults included)."""
     row = conn.execute(
         "SELECT percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY"
         " extract(epoch FROM inserted_at - observed_at)),"
-        " max(extract(epoch FROM inserted_at - observed_at)) FROM events"
+        " max(extract(epoch FROM inserted_at - observed_at)) FROM events WHERE agent = ANY(%s)",
+        (agents,),
     ).fetchone()
     if not row or row[0] is None:
         return {"p50_s": None, "p99_s": None, "max_s": None}
@@ -127,8 +134,8 @@ def audit(dsn: str, schema: str, incarnations: list[Incarnation]) -> dict[str, A
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f'SET search_path TO "{schema}", public'.encode())
         per = [audit_incarnation(conn, inc) for inc in incarnations]
-        dups = duplicate_rows(conn)
-        fresh = freshness(conn)
+        dups = duplicate_rows(conn, [inc.agent for inc in incarnations])
+        fresh = freshness(conn, [inc.agent for inc in incarnations])
         dead_total = conn.execute("SELECT count(*) FROM dead_letters").fetchone()
     surplus = max(dups["sample_rows"], 0)
     dup_events = dups["events"] + dups["check_rows"] + -(-surplus // SAMPLES_PER_EVENT)
