@@ -28,7 +28,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from engine.agent.checks.checker import CheckResult
+from engine.check_result import CheckResult
 from engine.targets.model import Target
 
 log = logging.getLogger(__name__)
