@@ -24,7 +24,7 @@ from bench.cluster import Cluster, cluster_cmd, fully_replicated, start_cluster
 from bench.soak.audit import audit
 from bench.soak.faults import FAULTS, Processes, SoakFailure, fault_plan
 from bench.soak.procs import Child, Incarnation, RssTrack, spawn_consumer, spawn_feeder, wait_until
-from engine.config.model import load_config
+from engine.config import load_config
 from engine.kafka.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parent.parent.parent
