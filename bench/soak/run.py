@@ -76,6 +76,7 @@ class Soak:
     def __init__(self, settings: SoakSettings) -> None:
         self.s = settings
         self.tag = uuid.uuid4().hex[:8]
+        self.commit = _git_head()  # the code this run starts with
         self.workdir = settings.workdir / f"soak-{self.tag}"
         self.cluster = start_cluster()
         self.config = _write_config(self.workdir, self.cluster, self.tag)
@@ -148,7 +149,7 @@ class Soak:
         verdict = audit(self.cluster.dsn, self.schema, self.incarnations)
         report = {
             "tag": self.tag,
-            "commit": _git_head(),
+            "commit": self.commit,
             "started_at": started_at.isoformat(),
             "finished_at": datetime.now(UTC).isoformat(),
             "minutes": self.s.minutes,
