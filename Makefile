@@ -1,4 +1,5 @@
 # Two commands matter: `make run` and `make test`. Both set everything up and are idempotent.
+# METRICTUI_STACK_BROKERS=3 make stack-up (and stack-status, run) uses a three-node Kafka cluster.
 SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
@@ -7,7 +8,7 @@ STAMP := $(VENV)/.installed
 STACK_DIR := $(or $(METRICTUI_STACK_DIR),.stack)
 DEV_CONFIG := $(STACK_DIR)/metrictui.toml
 
-.PHONY: run test setup system-deps stack-up stack-down stack-status migrate lint bench bench-smoke clean
+.PHONY: run test setup system-deps stack-up stack-down stack-status migrate lint bench bench-smoke soak clean
 
 setup: system-deps $(STAMP)
 
@@ -58,6 +59,13 @@ bench: stack-up
 
 bench-smoke: stack-up
 	$(BIN)/python -m bench --scale tiny
+
+# 30 minutes at 2,000 events/s against the three-node cluster (started in $(STACK_DIR)/cluster),
+# one random fault every few minutes; the verdict goes to bench/results/soak.json.
+# `make test` runs a 2-minute version (tests/test_soak_short.py). SOAK_MINUTES=10 make soak.
+SOAK_MINUTES ?= 30
+soak: setup
+	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
