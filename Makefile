@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 STACK_DIR := $(or $(METRICTUI_STACK_DIR),.stack)
 DEV_CONFIG := $(STACK_DIR)/metrictui.toml
 
-.PHONY: run test setup system-deps stack-up stack-down stack-status migrate lint bench bench-smoke clean
+.PHONY: run test setup system-deps stack-up stack-down stack-status migrate lint bench bench-smoke bench-peers clean
 
 setup: system-deps $(STAMP)
 
@@ -58,6 +58,13 @@ bench: stack-up
 
 bench-smoke: stack-up
 	$(BIN)/python -m bench --scale tiny
+
+# metrictui against Telegraf 1.37.2 and Kafka Connect 4.1 + Debezium JDBC sink 3.4.0 on the same
+# samples and the same checks (~10 minutes, plus ~12 once to build Telegraf, cached in
+# ~/.cache/metrictui-peers): table on stdout, figures in bench/results/peers.json.
+# `make test` runs a smoke of it without Telegraf (tests/test_bench_peers_smoke.py).
+bench-peers: stack-up
+	$(BIN)/python -m bench.peers --scale full
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
