@@ -50,9 +50,7 @@ def checks_figures(run: ChecksRun) -> dict[str, Any]:
     p = "" if run.system == "metrictui" else f"{run.system}_"
     return {
         f"{p}checks_per_s": round(run.per_s, 1),
-        f"{p}checks_cpu_ms_per_check": None
-        if run.cpu_ms_per_check is None
-        else round(run.cpu_ms_per_check, 3),
+        f"{p}checks_cpu_ms_per_check": round(run.cpu_ms_per_check, 3),
     }
 
 
@@ -73,7 +71,8 @@ def table(r: dict[str, Any]) -> str:
             f" {v.get('debezium', '')}, at-least-once"
         ),
     }
-    lines = [
+    lines: list[str] = []
+    header = [
         "| system | rows/s steady | rows/s from start | first rows after | tool CPU µs/row"
         " | PostgreSQL CPU µs/row |",
         "|---|---:|---:|---:|---:|---:|",
@@ -81,6 +80,7 @@ def table(r: dict[str, Any]) -> str:
     for p, label in names.items():
         if r.get(f"{p}_rows_per_s") is None:
             continue
+        lines += header if not lines else []
         lines.append(
             f"| {label} | {_n(r[f'{p}_rows_per_s'])} | {_n(r[f'{p}_rows_per_s_from_start'])}"
             f" | {_n(r[f'{p}_first_rows_s'], 1)} s | {_n(r[f'{p}_cpu_us_per_row'], 2)}"

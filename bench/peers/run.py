@@ -1,7 +1,7 @@
 """`python -m bench.peers`: metrictui against the systems a user would pick instead.
 
     python -m bench.peers [--scale full|smoke] [--systems metrictui,telegraf,connect]
-                          [--only drain,checks] [--output PATH]
+                          [--only drain,checks] [--rows N] [--rounds N] [--output PATH]
 
 The same samples (bench/workload.py) are pre-filled once per system in its natural wire format
 (bench/peers/wire.py); then each system drains its topic into a fresh schema, in rounds whose
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -189,11 +190,12 @@ class PeerRun:
                     workdir=path.parent,
                     bootstrap=env.endpoints.bootstrap,
                     topic=names.checks_topic,
+                    partitions=config.kafka.partitions,
                     warmup_s=s.check_warmup_s,
                     window_s=s.check_window_s,
                     env=child_env(),
                 )
-                say(f"  {system:<10} {run.per_s:,.1f} checks/s, {run.cpu_ms_per_check} ms/check")
+                say(f"  {system:<10} {run.per_s:,.1f} checks/s, {run.cpu_ms_per_check:.3f} ms CPU")
                 r.setdefault("checks_runs", []).append(run.as_dict())
                 r.update(checks_figures(run))
 
@@ -230,13 +232,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--only", default=",".join(PARTS))
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--rows", type=int, help="sample rows to drain (default: the scale's)")
+    parser.add_argument("--rounds", type=int, help="drains per system (default: the scale's)")
     args = parser.parse_args(argv)
+    scale = SCALES[args.scale]
+    if args.rows or args.rounds:
+        rows, rounds = args.rows or scale.sample_rows, args.rounds or scale.rounds
+        scale = dataclasses.replace(scale, sample_rows=rows, rounds=rounds)
     chosen = [s for s in SYSTEMS if s in args.systems.split(",")]
     parts = {p for p in args.only.split(",") if p in PARTS}
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
     try:
-        results = asyncio.run(run(SCALES[args.scale], chosen, parts))
+        results = asyncio.run(run(scale, chosen, parts))
     except RuntimeError as exc:
         say(f"bench-peers: {exc}")
         return 1

@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from bench.env import BenchEnv, Names
+from bench.env import BenchEnv
 from bench.peers import connect, telegraf
 
 
@@ -71,8 +71,3 @@ def connect_sink(env: BenchEnv, part: str, topic: str, jars: Path) -> tuple[list
         connect.connector_properties(names.group_id, topic, env.endpoints.dsn, names.schema)
     )
     return connect.connect_argv(jars, folder, worker, connector), names.schema
-
-
-def topic_names(env: BenchEnv, part: str) -> Names:
-    """The topics a system's data is pre-filled into (the metrics one is used)."""
-    return env.names(part)
