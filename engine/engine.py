@@ -2,7 +2,7 @@
 
 Roles: "producer" (collectors + checks -> Kafka, spool when away), "consumer" (Kafka ->
 PostgreSQL), "all" (both, for a laptop). The engine is steered at runtime (targets, metrics)
-through the methods below, which the TUI reaches via engine.local_control or the control socket.
+through the methods below, which the TUI reaches via engine.control.local or the control socket.
 """
 
 from __future__ import annotations
@@ -18,22 +18,23 @@ from typing import Literal
 
 import psycopg
 
-from engine.check_pool import CheckWorkerPool, WorkerSetup, worker_count
-from engine.checks import Checker, CheckResult
-from engine.collectors import COLLECTOR_NAMES, HostCollector
+from engine.agent.checks.checker import Checker
+from engine.agent.checks.pool import CheckWorkerPool, WorkerSetup, worker_count
+from engine.agent.collectors import COLLECTOR_NAMES, HostCollector
+from engine.agent.scheduler import CheckScheduler
+from engine.check_result import CheckResult
 from engine.config import Config
+from engine.db.migrate import migrate
+from engine.db.retention import retention_loop
 from engine.envelope import encode_event, metrics_payload
 from engine.errors import ConnectError, UserError
-from engine.metric_state import load_enabled, save_enabled
-from engine.migrate import migrate
-from engine.producer import Shipper
-from engine.retention import retention_loop
-from engine.scheduler import CheckScheduler
-from engine.sink import Sink, is_fatal_postgres_error, postgres_error_line
-from engine.spool import Spool
+from engine.kafka.shipper import Shipper
+from engine.kafka.spool import Spool
+from engine.kafka.topics import ensure_topics
+from engine.sink.consume import Sink, is_fatal_postgres_error, postgres_error_line
 from engine.stats import LatestSample, Stats, StatsSnapshot, TargetStatus
-from engine.targets import Target, load_targets, save_targets
-from engine.topics import ensure_topics
+from engine.targets.metric_state import load_enabled, save_enabled
+from engine.targets.model import Target, load_targets, save_targets
 
 Role = Literal["all", "producer", "consumer"]
 ROLES: tuple[Role, ...] = ("all", "producer", "consumer")
@@ -123,7 +124,7 @@ class Engine:
             self.collector = HostCollector(enabled)
             body_max = cfg.agent.check_body_max_kb * 1024
             workers = worker_count(cfg.agent.check_workers, self._targets.values())
-            if workers:  # many targets: check in worker processes (engine.check_pool)
+            if workers:  # many targets: check in worker processes (engine.agent.checks.pool)
                 setup = WorkerSetup(self.agent, self.host, body_max, cfg.agent.check_concurrency)
                 self.scheduler = CheckWorkerPool(
                     workers, setup, self._on_check, lambda line: self.stats.error("checks", line)

@@ -18,11 +18,11 @@ from typing import Any
 from textual.app import App
 from textual.pilot import Pilot
 
-from engine.collectors import COLLECTOR_NAMES
+from engine.agent.collectors import COLLECTOR_NAMES
+from engine.db.history import TargetHistory
 from engine.errors import UserError
-from engine.history import TargetHistory
 from engine.stats import ErrorEntry, LatestSample, PartitionLag, StatsSnapshot, TargetStatus
-from engine.targets import Target
+from engine.targets.model import Target
 
 FAKE_NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 HOSTILE_ESCAPE = "\x1b]0;owned\x07"
@@ -184,7 +184,7 @@ def fake_history(name: str, since_s: float) -> TargetHistory:
 
 
 class FakeControl:
-    """Implements `engine.control.Control` in memory; records every edit in `calls`."""
+    """Implements `engine.control.protocol.Control` in memory; records every edit in `calls`."""
 
     def __init__(self, *, waiting: bool = False) -> None:
         self.targets: dict[str, Target] = {t.name: t for t in fake_targets()}

@@ -474,7 +474,8 @@ def scrape(port: int) -> dict[str, float]:
 # The kill comes on the batch after FAULT_CRASH_AFTER good batches.
 CRASHING_CONSUMER = """
 import os, signal, sys
-from engine import sink, store
+from engine.sink import consume as sink
+from engine.sink import store
 
 point = os.environ["FAULT_CRASH_POINT"]
 after = int(os.environ["FAULT_CRASH_AFTER"])

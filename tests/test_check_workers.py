@@ -24,12 +24,12 @@ from conftest import Pipeline, metrictui_cmd
 from kafka_tools import read_topic
 from sites import LocalSites
 
-from engine.check_pool import CheckWorkerPool, WorkerSetup, shard_of
-from engine.checks import CheckResult
+from engine.agent.checks.pool import CheckWorkerPool, WorkerSetup, shard_of
+from engine.check_result import CheckResult
 from engine.config import load_config
 from engine.engine import Engine
 from engine.envelope import decode_event
-from engine.targets import Target
+from engine.targets.model import Target
 
 INTERVAL = 0.5
 
@@ -246,7 +246,9 @@ def test_headless_producer_with_workers_ships_each_check_once_and_stops_cleanly(
         deadline = time.monotonic() + 30
         workers: list[psutil.Process] = []
         while time.monotonic() < deadline and len(workers) < 2:
-            workers = [c for c in me.children() if "engine.check_worker" in " ".join(c.cmdline())]
+            workers = [
+                c for c in me.children() if "engine.agent.checks.worker" in " ".join(c.cmdline())
+            ]
             time.sleep(0.2)
         assert len(workers) == 2, log.read_text()[-3000:]
         time.sleep(4)

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from engine.check_pool import AUTO_CHECKS_PER_WORKER, shard_of, worker_count
-from engine.check_wire import (
+from engine.agent.checks.pool import AUTO_CHECKS_PER_WORKER, shard_of, worker_count
+from engine.agent.checks.wire import (
     RESULT,
     FrameError,
     FrameReader,
@@ -25,11 +25,11 @@ from engine.check_wire import (
     targets_from_wire,
     targets_to_wire,
 )
-from engine.checks import CheckResult
+from engine.agent.scheduler import CheckScheduler, spread
+from engine.check_result import CheckResult
 from engine.config import load_config
 from engine.errors import UserError
-from engine.scheduler import CheckScheduler, spread
-from engine.targets import Target
+from engine.targets.model import Target
 
 
 def a_result(**changes: object) -> CheckResult:
@@ -226,7 +226,8 @@ async def test_saturated_scheduler_skips_slots_it_cannot_start_within_an_interva
 
 def test_new_modules_keep_the_engine_free_of_textual() -> None:
     code = (
-        "import sys, engine.check_pool, engine.check_worker, engine.check_wire\n"
+        "import sys, engine.agent.checks.pool, engine.agent.checks.worker,"
+        " engine.agent.checks.wire\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'tui')]\n"
         "print(bad); sys.exit(1 if bad else 0)"
     )

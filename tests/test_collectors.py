@@ -10,7 +10,7 @@ from typing import Any
 import psutil
 import pytest
 
-from engine.collectors import (
+from engine.agent.collectors import (
     COLLECTOR_NAMES,
     HostCollector,
     Sample,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.collectors import COLLECTOR_NAMES
+from engine.agent.collectors import COLLECTOR_NAMES
 from engine.config import (
     Config,
     Secret,
@@ -19,7 +19,7 @@ from engine.config import (
     resolve_config_path,
 )
 from engine.errors import ConfigError
-from engine.targets import load_targets
+from engine.targets.model import load_targets
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "s3cr3t-Pa55word-do-not-print"
@@ -652,7 +652,7 @@ def test_resolve_config_path_order(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_example_config_loads_and_documents_every_key(tmp_path: Path) -> None:
-    from engine import config as config_module
+    from engine.config import model as config_module
 
     example = (REPO / "config.example.toml").read_text(encoding="utf-8")
     cfg = load_config(write(tmp_path / "metrictui.toml", example), {})
@@ -665,7 +665,7 @@ def test_example_config_loads_and_documents_every_key(tmp_path: Path) -> None:
             section = header.group(1)
         elif key := re.match(r"#\s*(\w+)\s*=", line):
             documented.setdefault(section, set()).add(key.group(1))
-    for name, keys in config_module._SCHEMA_KEYS.items():
+    for name, keys in config_module.SCHEMA_KEYS.items():
         assert set(keys) <= documented.get(name, set()), name
     assert "targets_file" in documented[""]
 

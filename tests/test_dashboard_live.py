@@ -25,9 +25,9 @@ from textual.pilot import Pilot
 from textual.widgets import Input, Static, Switch
 
 from engine.config import load_config
-from engine.control_client import SocketControl
+from engine.control.client import SocketControl
+from engine.control.local import LocalControl
 from engine.engine import Engine
-from engine.local_control import LocalControl
 from tui.app import MetricTuiApp
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.target_form import TargetFormScreen

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from engine.collectors import Sample
+from engine.agent.collectors import Sample
 from engine.envelope import (
     CheckEvent,
     Invalid,

@@ -20,9 +20,10 @@ from conftest import Pipeline
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.collectors import COLLECTOR_NAMES, HostCollector
+from engine.agent.collectors import COLLECTOR_NAMES, HostCollector
+from engine.check_result import CHECK_FIELDS
+from engine.db.migrate import migrate
 from engine.envelope import (
-    CHECK_FIELDS,
     CheckEvent,
     Invalid,
     MetricsEvent,
@@ -33,9 +34,8 @@ from engine.envelope import (
     metrics_payload,
     new_event_id,
 )
-from engine.migrate import migrate
-from engine.producer import KeyPartitioner
-from engine.store import Store
+from engine.kafka.shipper import KeyPartitioner
+from engine.sink.store import Store
 
 names = st.text(min_size=1, max_size=12).filter(lambda s: "\x00" not in s)
 labels = st.dictionaries(names, names, max_size=3)

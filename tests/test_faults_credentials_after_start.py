@@ -52,9 +52,9 @@ from faults import (
 from sites import LocalSites
 
 from engine.config import KafkaConfig
-from engine.control_client import SocketControl
-from engine.kafka_settings import Probe
-from engine.kafka_watch import SettingsWatch
+from engine.control.client import SocketControl
+from engine.kafka.settings import Probe
+from engine.kafka.watch import SettingsWatch
 from engine.stats import Problem, Stats, StatsSnapshot, snapshot_to_dict
 from tui.widgets.pipeline_pane import header_text
 

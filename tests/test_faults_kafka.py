@@ -25,7 +25,7 @@ from faults import (
 )
 from sites import LocalSites
 
-from engine.spool import Spool
+from engine.kafka.spool import Spool
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 

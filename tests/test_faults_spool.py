@@ -41,7 +41,7 @@ from faults import (
 )
 from sites import LocalSites
 
-from engine.spool import Spool
+from engine.kafka.spool import Spool
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
@@ -316,7 +316,7 @@ def test_cap_never_drops_records_that_are_out_for_sending(tmp_path: Path) -> Non
     """Replay peeks a batch, new events push the spool over its cap while the batch is in
     flight: the batch's segment is spared, so nothing is both delivered and counted dropped,
     and `ack` never skips a record that was not sent."""
-    from engine.spool import SpoolRecord
+    from engine.kafka.spool import SpoolRecord
 
     def rec(i: int) -> SpoolRecord:
         return SpoolRecord("t", None, f"{i:08d}".encode() + b"x" * 200)
@@ -343,7 +343,7 @@ def test_cap_never_drops_records_that_are_out_for_sending(tmp_path: Path) -> Non
 
 
 def test_ack_after_a_cap_overflow_acknowledges_exactly_the_peeked_records(tmp_path: Path) -> None:
-    from engine.spool import SpoolRecord
+    from engine.kafka.spool import SpoolRecord
 
     def rec(i: int) -> SpoolRecord:
         return SpoolRecord("t", None, f"{i:08d}".encode() + b"x" * 200)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import Pipeline, metrictui_cmd
 
-from engine.control_client import SocketControl
+from engine.control.client import SocketControl
 
 pytestmark = pytest.mark.integration
 

@@ -18,8 +18,8 @@ from conftest import Pipeline, metrictui_cmd
 from prometheus_client.parser import text_string_to_metric_families
 from sites import LocalSites
 
-from engine.health import HealthJudge
-from engine.prom import escape_label_value, render_metrics
+from engine.headless.health import HealthJudge
+from engine.headless.prom import escape_label_value, render_metrics
 from engine.stats import Stats, StatsSnapshot, TargetStatus
 
 NASTY = 'a "quoted" \\back\\slash\nnew line }{,= target'

@@ -21,15 +21,16 @@ import psycopg
 import pytest
 from conftest import Pipeline, metrictui_cmd
 
-from engine.envelope import CHECK_FIELDS, CheckEvent, MetricsEvent
-from engine.migrate import migrate
-from engine.retention import (
+from engine.check_result import CHECK_FIELDS
+from engine.db.migrate import migrate
+from engine.db.retention import (
     RETENTION_LOCK,
     Partition,
     apply_retention,
     expired_partitions,
 )
-from engine.store import Store
+from engine.envelope import CheckEvent, MetricsEvent
+from engine.sink.store import Store
 
 
 def test_only_days_that_ended_before_the_cutoff_expire() -> None:

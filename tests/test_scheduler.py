@@ -12,15 +12,16 @@ from datetime import UTC, datetime
 import pytest
 from sites import LocalSites
 
-from engine.checks import Checker, CheckResult
-from engine.scheduler import (
+from engine.agent.checks.checker import Checker
+from engine.agent.scheduler import (
     FIRST_RUNS_PER_S,
     PROMPT_S,
     CheckScheduler,
     first_run_window,
     spread,
 )
-from engine.targets import Target
+from engine.check_result import CheckResult
+from engine.targets.model import Target
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from faults import (
 )
 from sites import LocalSites
 
-from engine.control_client import SocketControl
+from engine.control.client import SocketControl
 from engine.stats import snapshot_to_dict
 from tui.app import MetricTuiApp
 
@@ -165,7 +165,7 @@ def test_sasl_plain_password_in_aiokafka_debug_logs_is_redacted(
     from aiokafka.protocol.admin import SaslAuthenticateRequest_v1
 
     from engine.config import KafkaConfig, Secret
-    from engine.kafka_settings import client_kwargs
+    from engine.kafka.settings import client_kwargs
 
     password = "Plain-Text-Pa55word"
     cfg = KafkaConfig(

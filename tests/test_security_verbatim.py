@@ -16,9 +16,9 @@ from conftest import Pipeline
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine.db.migrate import migrate
 from engine.envelope import CheckEvent, MetricsEvent, decode_event, encode_event
-from engine.migrate import migrate
-from engine.store import Store
+from engine.sink.store import Store
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 

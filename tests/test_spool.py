@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from engine.spool import Spool, SpoolError, SpoolRecord
+from engine.kafka.spool import Spool, SpoolError, SpoolRecord
 
 
 def _recs(start: int, n: int, size: int = 10) -> list[SpoolRecord]:

@@ -1,4 +1,4 @@
-"""engine.history against the real PostgreSQL: rows written by the sink's Store, read back
+"""engine.db.history against the real PostgreSQL: rows written by the sink's Store, read back
 through the public views only (checks_v, samples_v)."""
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ import psycopg
 import pytest
 from conftest import Pipeline
 
-from engine.envelope import CHECK_FIELDS, CheckEvent, MetricsEvent
-from engine.history import fetch_host_summaries, fetch_target_history
-from engine.migrate import migrate
-from engine.store import Store
+from engine.check_result import CHECK_FIELDS
+from engine.db.history import fetch_host_summaries, fetch_target_history
+from engine.db.migrate import migrate
+from engine.envelope import CheckEvent, MetricsEvent
+from engine.sink.store import Store
 
 pytestmark = pytest.mark.integration
 

@@ -8,9 +8,9 @@ from fake_control import CLICK_NAME, FakeControl, screen_text, settle, wait_for
 from textual.pilot import Pilot
 from textual.widgets import Input, Static, Switch
 
+from engine.db.history import TargetHistory
 from engine.errors import UserError
-from engine.history import TargetHistory
-from engine.targets import Target
+from engine.targets.model import Target
 from tui.app import MetricTuiApp
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.dashboard import DashboardScreen

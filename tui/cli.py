@@ -19,7 +19,7 @@ from engine.config import Config, load_config, resolve_config_path
 from engine.engine import ROLES, Role
 from engine.errors import ConfigError, UserError
 from engine.logs import JsonFormatter, setup_logging
-from engine.targets import Target, load_targets
+from engine.targets.model import Target, load_targets
 
 
 def _common(parser: argparse.ArgumentParser, sub: bool = False) -> None:
@@ -93,7 +93,7 @@ def _positive_int(text: str) -> int:
 
 
 def _duration(text: str) -> float:
-    from engine.report import parse_duration
+    from engine.db.report import parse_duration
 
     try:
         return parse_duration(text)
@@ -133,7 +133,7 @@ def _setup_logs(args: argparse.Namespace, config: Config | None) -> None:
 async def _migrate(config: Config) -> int:
     import psycopg
 
-    from engine.migrate import migrate
+    from engine.db.migrate import migrate
 
     dsn = config.postgres.dsn
     if dsn is None:
@@ -141,7 +141,7 @@ async def _migrate(config: Config) -> int:
     try:
         applied = await migrate(dsn.reveal(), config.postgres.schema)
     except psycopg.Error as exc:
-        from engine.sink import postgres_error_line
+        from engine.sink.consume import postgres_error_line
 
         raise UserError(postgres_error_line(exc) + "; check [postgres] dsn") from None
     schema = config.postgres.schema
@@ -155,7 +155,7 @@ async def _migrate(config: Config) -> int:
 async def _report(config: Config, args: argparse.Namespace) -> int:
     import json
 
-    from engine.report import build_report, format_report, report_to_json
+    from engine.db.report import build_report, format_report, report_to_json
 
     dsn = config.postgres.dsn
     if dsn is None:
@@ -171,8 +171,8 @@ async def _report(config: Config, args: argparse.Namespace) -> int:
 async def _retention(config: Config, args: argparse.Namespace) -> int:
     import psycopg
 
-    from engine.retention import run_retention_once
-    from engine.sink import postgres_error_line
+    from engine.db.retention import run_retention_once
+    from engine.sink.consume import postgres_error_line
 
     dsn = config.postgres.dsn
     if dsn is None:
@@ -201,7 +201,7 @@ async def _retention(config: Config, args: argparse.Namespace) -> int:
 def _init(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from engine.init_config import default_config_path, next_steps, write_initial_config
+    from engine.config.init import default_config_path, next_steps, write_initial_config
 
     default = default_config_path(os.environ)
     path = Path(args.path).expanduser() if args.path else default
@@ -237,7 +237,7 @@ def run(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_retention(config, args))
         role = cast(Role, args.role)
         if args.headless:
-            from engine.headless import run_headless
+            from engine.headless.run import run_headless
 
             return asyncio.run(run_headless(config, role))
         from tui.launch import launch

@@ -28,8 +28,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from engine.checks import CheckResult
-from engine.targets import Target
+from engine.check_result import CheckResult
+from engine.targets.model import Target
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ STOP_TIMEOUT_S = 5.0
 
 
 class SupportsCheck(Protocol):
-    """What the scheduler needs from a checker (`engine.checks.Checker`, or a fake in tests)."""
+    """What the scheduler needs from a checker (`checks.checker.Checker` or a fake)."""
 
     async def check(self, target: Target) -> CheckResult: ...
 

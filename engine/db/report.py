@@ -1,6 +1,6 @@
 """`metrictui report`: what the targets and hosts did over a past window, from PostgreSQL.
 
-The numbers come from engine/history.py (the same queries the TUI's target detail view uses),
+The numbers come from engine/db/history.py (the same queries the TUI's target detail view uses),
 so the report and the dashboard never disagree. Output is a plain-text table for people or
 JSON for scripts; target and host names come from the database and are shown escaped, never
 interpreted (a name cannot move the cursor or colour the terminal).
@@ -16,14 +16,14 @@ from typing import Any
 
 import psycopg
 
-from engine.errors import UserError
-from engine.history import (
+from engine.db.history import (
     HostSummary,
     TargetHistory,
     fetch_host_summaries,
     fetch_target_history,
     fetch_target_names,
 )
+from engine.errors import UserError
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION_RE = re.compile(r"(?:\d+(?:\.\d+)?[smhdw])+")
@@ -69,7 +69,7 @@ async def build_report(
 ) -> Report:
     """Query PostgreSQL; raises UserError (one line, no secrets) when it cannot."""
     # Local import: the sink's error helper is the one place that strips DSN echoes.
-    from engine.sink import postgres_error_line
+    from engine.sink.consume import postgres_error_line
 
     try:
         async with await psycopg.AsyncConnection.connect(

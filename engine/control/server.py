@@ -16,11 +16,11 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from engine.control_wire import MAX_LINE, dumps, history_out, loads, target_in, target_out
+from engine.control.local import history_from_postgres
+from engine.control.wire import MAX_LINE, dumps, history_out, loads, target_in, target_out
 from engine.engine import Engine
 from engine.errors import UserError
-from engine.local_control import history_from_postgres
-from engine.targets import Target
+from engine.targets.model import Target
 
 log = logging.getLogger("metrictui.control")
 PUSH_HZ = 4.0

@@ -3,8 +3,9 @@
 aiohttp spends about 1 ms of CPU on each new-connection request, so one process caps near
 1,000 checks a second on a fast core, less on a busy one, and then the event loop that also
 feeds Kafka falls behind and every check starts late. `CheckWorkerPool` runs the targets in
-``[agent] check_workers`` processes (`engine.check_worker`), each with its own scheduler, checker
-and uvloop, while this process keeps the Kafka producer, the stats and the control API.
+``[agent] check_workers`` processes (`engine.agent.checks.worker`), each with its own
+scheduler, checker and uvloop, while this process keeps the Kafka producer, the stats and the
+control API.
 
 - **Sharding:** a target belongs to the worker its name hashes to (`shard_of`), so an edit
   moves no other target and a restart finds the same shard; the hash is independent of the
@@ -39,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import engine
-from engine.check_wire import (
+from engine.agent.checks.wire import (
     MISSED,
     RESULT,
     SETUP,
@@ -50,8 +51,8 @@ from engine.check_wire import (
     result_from_wire,
     targets_to_wire,
 )
-from engine.checks import CheckResult
-from engine.targets import Target
+from engine.check_result import CheckResult
+from engine.targets.model import Target
 
 log = logging.getLogger("metrictui.checks")
 
@@ -268,7 +269,7 @@ class CheckWorkerPool:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "engine.check_worker",
+                "engine.agent.checks.worker",
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import psycopg
 
+from engine.db.history import TargetHistory, fetch_target_history
 from engine.engine import Engine
 from engine.errors import UserError
-from engine.history import TargetHistory, fetch_target_history
 from engine.stats import StatsSnapshot
-from engine.targets import Target
+from engine.targets.model import Target
 
 
 async def history_from_postgres(engine: Engine, name: str, since_s: float) -> TargetHistory:

@@ -1,7 +1,7 @@
 """The one interface a dashboard uses to read and steer an engine, local or attached.
 
-`LocalControl` (engine/local_control.py) wraps an in-process `Engine`; `SocketControl`
-(engine/control_client.py) talks to a headless engine over its control socket. The TUI only
+`LocalControl` (engine/control/local.py) wraps an in-process `Engine`; `SocketControl`
+(engine/control/client.py) talks to a headless engine over its control socket. The TUI only
 ever sees this protocol, so attaching over SSH and running in-process behave the same.
 """
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from engine.history import TargetHistory
+from engine.db.history import TargetHistory
 from engine.stats import StatsSnapshot
-from engine.targets import Target
+from engine.targets.model import Target
 
 
 class Control(Protocol):

@@ -17,7 +17,7 @@ from aiokafka.errors import (
 
 from engine.config import KafkaConfig
 from engine.errors import ConnectError, UserError
-from engine.kafka_settings import client_kwargs, connection_problem
+from engine.kafka.settings import client_kwargs, connection_problem
 
 _FORBIDDEN = (
     TopicAuthorizationFailedError,

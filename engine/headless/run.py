@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Protocol
 
 from engine.config import Config
-from engine.control_server import start_control_server
+from engine.control.server import start_control_server
 from engine.engine import Engine, Role
 from engine.errors import UserError
-from engine.http_status import StatusServer, start_status_server
-from engine.status_line import status_line
+from engine.headless.http_status import StatusServer, start_status_server
+from engine.headless.status_line import status_line
 
 log = logging.getLogger("metrictui")
 STOP_TIMEOUT = 9.0

@@ -1,7 +1,7 @@
 """The consumer side: Kafka batches into PostgreSQL, offsets committed only after the rows.
 
 Loop: `getmany` a batch -> decode and validate every message (bad ones become dead letters, so
-a partition never stalls on a poison message) -> one PostgreSQL transaction (engine/store.py)
+a partition never stalls on a poison message) -> one PostgreSQL transaction (engine/sink/store.py)
 -> commit the Kafka offsets. If PostgreSQL is away, the same batch is retried with backoff and
 no offset moves; lag grows and drains later. If the database rejects a batch for its content,
 it is written event by event and the rejected events are dead-lettered with the SQL state.
@@ -28,10 +28,10 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from engine.config import Config
 from engine.envelope import CheckEvent, Invalid, MetricsEvent, decode_event
 from engine.errors import ConfigError, ConnectError
-from engine.kafka_settings import client_kwargs
-from engine.kafka_watch import SettingsWatch
+from engine.kafka.settings import client_kwargs
+from engine.kafka.watch import SettingsWatch
+from engine.sink.store import DeadLetter, Encoded, Store, WriteResult
 from engine.stats import Problem, Stats
-from engine.store import DeadLetter, Encoded, Store, WriteResult
 
 log = logging.getLogger("metrictui.sink")
 
@@ -130,7 +130,7 @@ class Sink:
         self._pending: dict[TopicPartition, int] = {}
         self._write_error: str | None = None  # the last write failure said, until one works
         self._unwritten: list[dict[TopicPartition, int]] = []  # `_Batch.first`s, oldest first
-        # Names the cause when Kafka refuses our settings after start (see engine.kafka_watch).
+        # Names the cause when Kafka refuses our settings after start (see engine.kafka.watch).
         self._watch = SettingsWatch(config.kafka, stats, "consumer")
         self._kafka_checked_at = 0.0  # last message or metadata answer (monotonic)
         self._retired: asyncio.Task[None] | None = None  # a replaced consumer, stopping

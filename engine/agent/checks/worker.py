@@ -1,12 +1,13 @@
 """A check worker process: the scheduler and checker for one shard of the website targets.
 
-Started by `engine.check_pool` as ``python -m engine.check_worker``. One Python process tops out
-near 1,000 plain-HTTP checks a second on a fast core (aiohttp's per-request CPU), so an agent
-with many targets spreads them over a few of these, and the engine process keeps only Kafka,
-stats and control. Each worker runs on uvloop, which it owns, for a cheaper event loop.
+Started by `engine.agent.checks.pool` as ``python -m engine.agent.checks.worker``. One Python
+process tops out near 1,000 plain-HTTP checks a second on a fast core (aiohttp's per-request
+CPU), so an agent with many targets spreads them over a few of these, and the engine process
+keeps only Kafka, stats and control. Each worker runs on uvloop, which it owns, for a cheaper
+event loop.
 
-Protocol (see `engine.check_wire`): frames in on stdin, frames out on a private copy of stdout
-(fd 1 itself is pointed at stderr so a stray print cannot corrupt the stream). Logs go to
+Protocol (see `engine.agent.checks.wire`): frames in on stdin, frames out on a private copy of
+stdout (fd 1 itself is pointed at stderr so a stray print cannot corrupt the stream). Logs go to
 stderr as plain lines, which the engine re-logs in its own format. The worker exits when stdin
 closes: the engine stopping, or dying, which is why SIGINT and SIGTERM are ignored here (a
 terminal's Ctrl-C or systemd's signal to the whole group must not kill a worker before the
@@ -25,7 +26,8 @@ from typing import Any
 
 import uvloop
 
-from engine.check_wire import (
+from engine.agent.checks.checker import Checker
+from engine.agent.checks.wire import (
     MISSED,
     RESULT,
     SETUP,
@@ -36,15 +38,15 @@ from engine.check_wire import (
     result_to_wire,
     targets_from_wire,
 )
-from engine.checks import Checker, CheckResult
+from engine.agent.scheduler import CheckScheduler
+from engine.check_result import CheckResult
 from engine.envelope import encode_event
 from engine.logs import OneLineFormatter
-from engine.scheduler import CheckScheduler
 
 log = logging.getLogger("metrictui.check_worker")
 
 LINE_FORMAT = "%(levelname)s %(name)s: %(message)s"
-"""How the worker writes log lines to stderr (`engine.check_pool` parses the level back)."""
+"""How the worker writes log lines to stderr (`engine.agent.checks.pool` parses the level back)."""
 
 FLUSH_S = 0.01
 """Results wait at most this long in the worker before going down the pipe together."""
@@ -156,7 +158,7 @@ class _LineFormatter(OneLineFormatter):
 
 
 def main() -> None:
-    """Entry point of ``python -m engine.check_worker``."""
+    """Entry point of ``python -m engine.agent.checks.worker``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     out_fd = os.dup(1)

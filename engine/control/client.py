@@ -8,11 +8,11 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from engine.control_wire import MAX_LINE, dumps, history_in, loads, target_in, target_out
+from engine.control.wire import MAX_LINE, dumps, history_in, loads, target_in, target_out
+from engine.db.history import TargetHistory
 from engine.errors import UserError
-from engine.history import TargetHistory
 from engine.stats import StatsSnapshot, snapshot_from_dict
-from engine.targets import Target
+from engine.targets.model import Target
 
 REQUEST_TIMEOUT = 30.0
 

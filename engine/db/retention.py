@@ -1,7 +1,7 @@
 """Retention: drop whole daily partitions older than `[postgres] retention_days`.
 
 The sink writes `events`, `samples` and `checks` into daily partitions named `<table>_YYYYMMDD`
-(UTC days, engine/store.py). Dropping a partition is one catalog change, however many rows it
+(UTC days, engine/sink/store.py). Dropping a partition is one catalog change, however many rows it
 holds, and leaves no dead tuples for VACUUM, unlike a row-by-row DELETE. A partition is dropped
 only when its whole day is older than the cutoff, so nothing younger than `retention_days` is
 ever removed. The consumer runs this at start and hourly; a per-schema advisory lock lets
@@ -153,7 +153,7 @@ async def run_retention_once(
 
 async def retention_loop(config: Config, stats: Stats, every_s: float = RUN_EVERY_S) -> None:
     """The consumer's retention task: now, then every `every_s` seconds, until cancelled."""
-    from engine.sink import postgres_error_line
+    from engine.sink.consume import postgres_error_line
 
     pg = config.postgres
     assert pg.dsn is not None and pg.retention_days > 0

@@ -18,8 +18,8 @@ from aiohttp import web
 from engine.config import split_host_port
 from engine.engine import Engine
 from engine.errors import UserError
-from engine.health import DEFAULT_STALL_AFTER_S, HealthJudge
-from engine.prom import CONTENT_TYPE, render_metrics
+from engine.headless.health import DEFAULT_STALL_AFTER_S, HealthJudge
+from engine.headless.prom import CONTENT_TYPE, render_metrics
 
 log = logging.getLogger("metrictui.http")
 OBSERVE_EVERY_S = 1.0

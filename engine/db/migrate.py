@@ -35,7 +35,7 @@ def available_migrations() -> list[Migration]:
             if f.name.endswith(".sql")
         ]
     except (ModuleNotFoundError, FileNotFoundError):
-        root = Path(__file__).resolve().parent.parent / "sql"
+        root = Path(__file__).resolve().parents[2] / "sql"
         files = [(p.name, p.read_text(encoding="utf-8")) for p in root.glob("*.sql")]
     out = []
     for name, text in files:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import tomli_w
 
-from engine.collectors import COLLECTOR_NAMES
+from engine.agent.collectors import COLLECTOR_NAMES
 
 
 def state_path(targets_file: Path) -> Path:

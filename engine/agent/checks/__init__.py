@@ -1,0 +1,1 @@
+"""Website checks: the checker, its timing, failure reasons, and the worker processes."""

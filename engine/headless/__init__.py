@@ -1,0 +1,4 @@
+"""The engine without a screen: the runner, status line, /metrics and /healthz.
+
+Never imports tui.
+"""

@@ -1,0 +1,4 @@
+"""Everything that talks to Kafka on the producing side: settings, topics, the shipper, the spool.
+
+Never imports agent, sink or db.
+"""
