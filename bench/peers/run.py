@@ -205,6 +205,8 @@ async def run(scale: PeerScale, chosen: list[str], parts: set[str]) -> dict[str,
     env = BenchEnv(stack_endpoints(), Path(tempfile.mkdtemp(prefix="metrictui-peers-")), 5000)
     peers = PeerRun(scale, env, chosen, pg_pid())
     peers.results.update(environment(BENCH_SCALES["tiny"]), scale=scale.name)
+    # The box is shared: its load says how far these figures are from an idle machine's.
+    peers.results["load_avg_at_start"] = [round(x, 1) for x in os.getloadavg()]
     try:
         say("== peers: build or fetch (cached)")
         await asyncio.to_thread(peers.prepare_tools)
@@ -220,6 +222,7 @@ async def run(scale: PeerScale, chosen: list[str], parts: set[str]) -> dict[str,
         await env.cleanup()
         shutil.rmtree(env.workdir, ignore_errors=True)
     peers.results["duration_s"] = round(time.monotonic() - started, 1)
+    peers.results["load_avg_at_end"] = [round(x, 1) for x in os.getloadavg()]
     peers.results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     return peers.results
 
