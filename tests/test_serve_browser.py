@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import re
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from browser import TabScreen, chromium, new_context
 from conftest import Pipeline
 from faults import wait_for
+from playwright.sync_api import Page
 from serve_proc import gone, start_engine, start_serve, stop_engine
 from sites import LocalSites
 
@@ -24,6 +26,21 @@ RATE = re.compile(r"produced\s+([0-9.]+)")
 def nonzero_rate(text: str) -> bool:
     match = RATE.search(text)
     return match is not None and float(match.group(1)) > 0
+
+
+def press_until(
+    page: Page, tab: TabScreen, key: str, shown: Callable[[str], bool], what: str
+) -> None:
+    """Press `key` until `shown` holds: under heavy load a key pressed while the tab is still
+    taking in its focus can be dropped; a second press proves the same thing."""
+    for _ in range(3):
+        page.keyboard.press(key)
+        try:
+            tab.wait_for(shown, what, timeout=20)
+            return
+        except AssertionError:
+            continue
+    tab.wait_for(shown, what, timeout=1)
 
 
 def test_browser_tab_shows_the_live_dashboard_and_adds_a_checked_target(
@@ -53,13 +70,11 @@ def test_browser_tab_shows_the_live_dashboard_and_adds_a_checked_target(
             assert f"attached to {pipeline.dir / 'control.sock'}" in text
 
             page.locator("textarea.xterm-helper-textarea").focus()
-            page.keyboard.press("?")
-            tab.wait_for(lambda t: "Keys" in t and "esc Close" in t, "the help screen")
+            press_until(page, tab, "?", lambda t: "Keys" in t and "esc Close" in t, "help")
             page.keyboard.press("Escape")
             tab.wait_for(lambda t: "esc Close" not in t, "the dashboard again")
 
-            page.keyboard.press("a")
-            tab.wait_for(lambda t: "Add target" in t, "the add-target form")
+            press_until(page, tab, "a", lambda t: "Add target" in t, "the add-target form")
             for placeholder, value in (
                 ("unique name, e.g. api-health", "from-browser"),
                 ("https://example.com/health", local_sites.http_url("/status/200")),

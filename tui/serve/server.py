@@ -159,8 +159,9 @@ async def serve_until_signalled(settings: ServeSettings, tab_argv: list[str], so
             loop.remove_signal_handler(sig)
         print("metrictui serve: stopping: closing every tab", file=sys.stderr, flush=True)
         await server.stop_tabs()
+        # Worst case: 1.5 s to quit, 1 s after SIGTERM, SIGKILL, 1 s here: under the 5 s promised.
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(2.0):
+            async with asyncio.timeout(1.0):
                 await runner.cleanup()
     return 0
 

@@ -22,7 +22,7 @@ from textual_serve.download_manager import DownloadManager
 
 log = logging.getLogger("metrictui.serve")
 
-QUIT_GRACE_S = 2.0
+QUIT_GRACE_S = 1.5
 """How long a tab's dashboard may take to quit by itself before it is signalled."""
 SIGNAL_GRACE_S = 1.0
 
@@ -85,11 +85,10 @@ class TabProcess(AppService):
             if process.returncode is None:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(process.pid, sig)
-            try:
+            with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(SIGNAL_GRACE_S):
                     await process.wait()
+            if process.returncode is not None:
                 break
-            except TimeoutError:
-                continue
         if process.stdin is not None:
             process.stdin.close()
