@@ -55,7 +55,7 @@ test: stack-up
 	$(BIN)/pytest -q -ra
 
 # The full benchmark (a few minutes; >= 1,000,000 sample rows): table on stdout,
-# figures in bench/results/latest.json. `make test` runs the tiny one (tests/test_bench_smoke.py).
+# figures in bench/results/latest.json. `make test` runs the tiny one (tests/delivery/test_bench_smoke.py).
 bench: stack-up
 	$(BIN)/python -m bench --scale full
 

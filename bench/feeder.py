@@ -22,8 +22,8 @@ import orjson
 from bench.workload import TARGETS_PER_AGENT, check_payload, sample_template
 from engine.config import load_config
 from engine.envelope import encode_event
-from engine.producer import Shipper
-from engine.spool import Spool
+from engine.kafka.shipper import Shipper
+from engine.kafka.spool import Spool
 from engine.stats import Stats
 
 TICK_S = 0.005

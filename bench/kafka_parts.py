@@ -14,16 +14,16 @@ from bench.measure import Throughput
 from bench.workload import EventSpec, Message
 from engine.config import Config, KafkaConfig
 from engine.envelope import encode_event
-from engine.kafka_settings import client_kwargs
-from engine.producer import Shipper
-from engine.spool import Spool
+from engine.kafka.settings import client_kwargs
+from engine.kafka.shipper import Shipper
+from engine.kafka.spool import Spool
 from engine.stats import Stats
 
 TIMEOUT_S = 600.0
 
 
 def producer_kwargs(cfg: KafkaConfig) -> dict[str, Any]:
-    """The settings engine/producer.py uses, so the baseline sends exactly like the engine."""
+    """The settings engine/kafka/shipper.py uses, so the baseline sends exactly like the engine."""
     return {
         **client_kwargs(cfg, "bench-raw-producer"),
         "acks": "all",
@@ -88,7 +88,7 @@ async def wait_assigned(consumer: Callable[[], AIOKafkaConsumer | None]) -> floa
 
 
 def consumer_kwargs(config: Config, client_id: str) -> dict[str, Any]:
-    """Fetch settings of engine/sink.py, without a consumer group."""
+    """Fetch settings of engine/sink/consume.py, without a consumer group."""
     return {
         **client_kwargs(config.kafka, client_id),
         "group_id": None,

@@ -1,6 +1,6 @@
 """PostgreSQL binary COPY data built ahead of time, for the raw-COPY ceiling.
 
-Independent of engine/store.py on purpose: the ceiling must not share the code it judges.
+Independent of engine/sink/store.py on purpose: the ceiling must not share the code it judges.
 Building the bytes is not timed; only PostgreSQL taking them is.
 """
 

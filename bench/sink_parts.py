@@ -1,4 +1,4 @@
-"""The real consumer (engine/sink.py) under measurement.
+"""The real consumer (engine/sink/consume.py) under measurement.
 
 The sink runs unmodified; the benchmark only wraps its store's `write_batch` to note the moment
 each batch's transaction committed (and, for freshness, how old its events were by then).
@@ -15,11 +15,11 @@ from typing import Any
 from bench.kafka_parts import TIMEOUT_S, wait_assigned
 from bench.measure import Throughput
 from engine.config import Config
+from engine.db.migrate import migrate
 from engine.envelope import CheckEvent, MetricsEvent
-from engine.migrate import migrate
-from engine.sink import Sink
+from engine.sink.consume import Sink
+from engine.sink.store import WriteResult
 from engine.stats import Stats
-from engine.store import WriteResult
 
 OnCommit = Callable[[Sequence[MetricsEvent], Sequence[CheckEvent], datetime], None]
 

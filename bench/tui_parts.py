@@ -13,8 +13,8 @@ import time
 from bench.kafka_parts import TIMEOUT_S, wait_assigned
 from bench.measure import Throughput
 from engine.config import Config
+from engine.control.local import LocalControl
 from engine.engine import Engine
-from engine.local_control import LocalControl
 
 
 async def engine_drain(config: Config, rows: int, events: int, *, tui: bool) -> Throughput:

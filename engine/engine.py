@@ -2,7 +2,7 @@
 
 Roles: "producer" (collectors + checks -> Kafka, spool when away), "consumer" (Kafka ->
 PostgreSQL), "all" (both, for a laptop). The engine is steered at runtime (targets, metrics)
-through the methods below, which the TUI reaches via engine.local_control or the control socket.
+through the methods below, which the TUI reaches via engine.control.local or the control socket.
 """
 
 from __future__ import annotations
@@ -18,22 +18,24 @@ from typing import Literal
 
 import psycopg
 
-from engine.check_pool import CheckWorkerPool, WorkerSetup, worker_count
-from engine.checks import Checker, CheckResult
-from engine.collectors import COLLECTOR_NAMES, HostCollector
+from engine.agent.checks.checker import Checker
+from engine.agent.checks.pool import CheckWorkerPool, WorkerSetup, worker_count
+from engine.agent.collectors import COLLECTOR_NAMES, HostCollector
+from engine.agent.scheduler import CheckScheduler
+from engine.check_result import CheckResult
 from engine.config import Config
+from engine.db.migrate import migrate
+from engine.db.pg_errors import is_fatal_postgres_error, postgres_error_line
+from engine.db.retention import retention_loop
 from engine.envelope import encode_event, metrics_payload
 from engine.errors import ConnectError, UserError
-from engine.metric_state import load_enabled, save_enabled
-from engine.migrate import migrate
-from engine.producer import Shipper
-from engine.retention import retention_loop
-from engine.scheduler import CheckScheduler
-from engine.sink import Sink, is_fatal_postgres_error, postgres_error_line
-from engine.spool import Spool
-from engine.stats import LatestSample, Stats, StatsSnapshot, TargetStatus
+from engine.kafka.shipper import Shipper
+from engine.kafka.spool import Spool
+from engine.kafka.topics import ensure_topics
+from engine.sink.consume import Sink
+from engine.stats import ConnState, LatestSample, Stats, StatsSnapshot, TargetStatus
 from engine.targets import Target, load_targets, save_targets
-from engine.topics import ensure_topics
+from engine.targets.metric_state import load_enabled, save_enabled
 
 Role = Literal["all", "producer", "consumer"]
 ROLES: tuple[Role, ...] = ("all", "producer", "consumer")
@@ -74,9 +76,11 @@ class Engine:
         """Start every part of this role. Raises UserError for problems the user must fix."""
         cfg = self.config
         client_id = f"metrictui-{self.agent}"
-        self.stats.kafka_state = "connecting"
+        if self.produces:
+            self.stats.set_kafka_state("producer", ConnState.CONNECTING)
         if self.consumes:
-            self.stats.postgres_state = "connecting"
+            self.stats.set_kafka_state("consumer", ConnState.CONNECTING)
+            self.stats.postgres_state = ConnState.CONNECTING
         if self.produces:  # validate before anything connects
             self._targets = {t.name: t for t in load_targets(cfg.targets_file)}
         enabled = load_enabled(cfg.targets_file, cfg.agent.metrics)
@@ -110,7 +114,7 @@ class Engine:
                     raise ConnectError(
                         postgres_error_line(exc) + "; check [postgres] dsn"
                     ) from None
-                self.stats.postgres_state = "down"
+                self.stats.postgres_state = ConnState.DOWN
                 log.warning("PostgreSQL not reachable at start; will retry")
             self._tasks.append(asyncio.create_task(self.sink.run(), name="sink"))
             if cfg.postgres.retention_days > 0:  # drop expired daily partitions, hourly
@@ -123,7 +127,7 @@ class Engine:
             self.collector = HostCollector(enabled)
             body_max = cfg.agent.check_body_max_kb * 1024
             workers = worker_count(cfg.agent.check_workers, self._targets.values())
-            if workers:  # many targets: check in worker processes (engine.check_pool)
+            if workers:  # many targets: check in worker processes (engine.agent.checks.pool)
                 setup = WorkerSetup(self.agent, self.host, body_max, cfg.agent.check_concurrency)
                 self.scheduler = CheckWorkerPool(
                     workers, setup, self._on_check, lambda line: self.stats.error("checks", line)

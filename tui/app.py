@@ -18,7 +18,7 @@ from textual.app import App
 from textual.css.query import NoMatches
 from textual.screen import Screen
 
-from engine.control import Control
+from engine.control.protocol import Control
 from tui.screens.dashboard import DashboardScreen
 
 MIN_REFRESH_HZ = 0.5

@@ -98,7 +98,7 @@ def _positive_int(text: str) -> int:
 
 
 def _duration(text: str) -> float:
-    from engine.report import parse_duration
+    from engine.db.report import parse_duration
 
     try:
         return parse_duration(text)
@@ -138,7 +138,7 @@ def _setup_logs(args: argparse.Namespace, config: Config | None) -> None:
 async def _migrate(config: Config) -> int:
     import psycopg
 
-    from engine.migrate import migrate
+    from engine.db.migrate import migrate
 
     dsn = config.postgres.dsn
     if dsn is None:
@@ -146,7 +146,7 @@ async def _migrate(config: Config) -> int:
     try:
         applied = await migrate(dsn.reveal(), config.postgres.schema)
     except psycopg.Error as exc:
-        from engine.sink import postgres_error_line
+        from engine.db.pg_errors import postgres_error_line
 
         raise UserError(postgres_error_line(exc) + "; check [postgres] dsn") from None
     schema = config.postgres.schema
@@ -160,7 +160,7 @@ async def _migrate(config: Config) -> int:
 async def _report(config: Config, args: argparse.Namespace) -> int:
     import json
 
-    from engine.report import build_report, format_report, report_to_json
+    from engine.db.report import build_report, format_report, report_to_json
 
     dsn = config.postgres.dsn
     if dsn is None:
@@ -176,8 +176,8 @@ async def _report(config: Config, args: argparse.Namespace) -> int:
 async def _retention(config: Config, args: argparse.Namespace) -> int:
     import psycopg
 
-    from engine.retention import run_retention_once
-    from engine.sink import postgres_error_line
+    from engine.db.pg_errors import postgres_error_line
+    from engine.db.retention import run_retention_once
 
     dsn = config.postgres.dsn
     if dsn is None:
@@ -206,7 +206,7 @@ async def _retention(config: Config, args: argparse.Namespace) -> int:
 def _init(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from engine.init_config import default_config_path, next_steps, write_initial_config
+    from engine.config.init import default_config_path, next_steps, write_initial_config
 
     default = default_config_path(os.environ)
     path = Path(args.path).expanduser() if args.path else default
@@ -246,7 +246,7 @@ def run(argv: Sequence[str] | None = None) -> int:
             return serve_command(config, args.listen)
         role = cast(Role, args.role)
         if args.headless:
-            from engine.headless import run_headless
+            from engine.headless.run import run_headless
 
             return asyncio.run(run_headless(config, role))
         from tui.launch import launch

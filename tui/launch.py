@@ -13,12 +13,12 @@ import sys
 from pathlib import Path
 
 from engine.config import Config
-from engine.control import Control
-from engine.control_client import SocketControl
-from engine.control_server import ControlServer, socket_is_live, start_control_server
+from engine.control.client import SocketControl
+from engine.control.local import LocalControl
+from engine.control.protocol import Control
+from engine.control.server import ControlServer, socket_is_live, start_control_server
 from engine.engine import Engine, Role
 from engine.errors import UserError
-from engine.local_control import LocalControl
 
 log = logging.getLogger("metrictui")
 

@@ -14,7 +14,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer
 
-from engine.control import Control
+from engine.control.protocol import Control
 from engine.errors import UserError
 from engine.stats import StatsSnapshot, TargetStatus
 from tui.screens.confirm import ConfirmScreen

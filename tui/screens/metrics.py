@@ -10,8 +10,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static, Switch
 
-from engine.collectors import COLLECTOR_NAMES
-from engine.control import Control
+from engine.agent.collectors import COLLECTOR_NAMES
+from engine.control.protocol import Control
 from engine.errors import UserError
 from tui.widgets.on_off_switch import OnOffSwitch
 from tui.widgets.safe_text import safe_text

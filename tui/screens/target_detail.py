@@ -16,9 +16,9 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
-from engine.control import Control
+from engine.control.protocol import Control
+from engine.db.history import TargetHistory
 from engine.errors import UserError
-from engine.history import TargetHistory
 from engine.stats import TargetStatus
 from tui.widgets.latency_chart import LatencyChart
 from tui.widgets.safe_text import safe_text

@@ -1,6 +1,6 @@
 """Add or edit a website target: validates every field inline and saves nothing invalid.
 
-Validation is `engine.targets.target_field_problems`, the same rules the targets file obeys,
+Validation is `engine.targets.model.target_field_problems`, the same rules the targets file obeys,
 so the form and the file cannot disagree. The engine (local or attached) applies and saves.
 """
 
@@ -19,7 +19,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Static, Switch
 
-from engine.control import Control
+from engine.control.protocol import Control
 from engine.errors import ConfigError, UserError
 from engine.targets import Target, target_field_problems, target_from_form
 from tui.widgets.on_off_switch import OnOffSwitch

@@ -12,9 +12,9 @@ import asyncio
 import contextlib
 from pathlib import Path
 
-from engine.control_client import SocketControl
+from engine.control import SocketControl
+from engine.db.history import TargetHistory
 from engine.errors import UserError
-from engine.history import TargetHistory
 from engine.stats import StatsSnapshot
 from engine.targets import Target
 

@@ -1,0 +1,165 @@
+"""Runs every enabled website target on its own fixed-rate schedule.
+
+Design (chosen to hold 10,000 targets at a 10 s interval, i.e. 1,000 check starts per second):
+one long-lived asyncio task per target. A task sleeps until its next slot, takes a slot of the
+shared semaphore (`concurrency`), awaits its check and reports the result. That costs one timer
+and one task step per check start, with no central loop to fall behind, and a slow or hostile
+target only ever delays itself: checks of one target never overlap, so when a check runs past
+its next slot that slot is skipped (counted in `missed_slots`), never made up in a burst.
+
+Slots are fixed-rate: slot n = first slot + n * interval, whatever the checks take. The first
+slot is spread by a deterministic jitter (a hash of the name) over a window, so that a large
+target list does not fire all at once but a handful of new targets still run within ~1 s:
+the window is `min(interval, max(1 s, new targets / FIRST_RUNS_PER_S))`.
+
+Lateness, passed to `on_result` with every result, is the start of the check (semaphore
+acquired) minus its slot: it shows event-loop lag and concurrency saturation. When the process
+is saturated (CPU or `concurrency`), a slot that cannot start before the next one is due is
+skipped (counted in `missed_slots`) rather than run late: that sheds load instead of letting
+every check drift further behind, so lateness stays below one interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from engine.check_result import CheckResult
+from engine.targets import Target
+
+log = logging.getLogger(__name__)
+
+FIRST_RUNS_PER_S = 500.0
+"""Pace at which a batch of new targets gets its first runs (window = count / this)."""
+
+PROMPT_S = 1.0
+"""A new target runs within this many seconds (or its interval, if that is shorter)."""
+
+STOP_TIMEOUT_S = 5.0
+"""`stop()` waits at most this long for cancelled checks to unwind."""
+
+
+class SupportsCheck(Protocol):
+    """What the scheduler needs from a checker (`checks.checker.Checker` or a fake)."""
+
+    async def check(self, target: Target) -> CheckResult: ...
+
+
+def spread(name: str) -> float:
+    """A stable fraction in [0, 1) for `name`; unlike `hash()`, the same in every process."""
+    digest = hashlib.blake2b(name.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
+
+
+def first_run_window(interval: float, new_targets: int) -> float:
+    """Seconds over which the first runs of `new_targets` targets are spread."""
+    return min(interval, max(PROMPT_S, new_targets / FIRST_RUNS_PER_S))
+
+
+class CheckScheduler:
+    """Owns one task per enabled target; `set_targets` applies changes to the running schedule."""
+
+    def __init__(
+        self,
+        checker: SupportsCheck,
+        on_result: Callable[[CheckResult, float], None],
+        concurrency: int,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self._checker = checker
+        self._on_result = on_result
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self._wanted: dict[str, Target] = {}
+        self._tasks: dict[str, tuple[Target, asyncio.Task[None]]] = {}
+        self._started = False
+        self._missed_slots = 0
+
+    @property
+    def missed_slots(self) -> int:
+        """Slots skipped: the previous check of the same target was still running, or the
+        check could not start within one interval of its slot (saturation)."""
+        return self._missed_slots
+
+    @property
+    def scheduled(self) -> tuple[Target, ...]:
+        """Targets that currently have a schedule (enabled ones, once started)."""
+        return tuple(target for target, _ in self._tasks.values())
+
+    def set_targets(self, targets: Sequence[Target]) -> None:
+        """Replace the target list. Diffed by name: unchanged targets keep their schedule,
+        changed ones restart (promptly), removed and disabled ones are cancelled, including a
+        check in flight (its result is dropped)."""
+        self._wanted = {target.name: target for target in targets if target.enabled}
+        if self._started:
+            self._apply()
+
+    def start(self) -> None:
+        """Start scheduling the current targets; call from inside the running event loop."""
+        if self._started:
+            return
+        self._started = True
+        self._apply()
+
+    async def stop(self) -> None:
+        """Cancel every schedule and in-flight check; waits at most `STOP_TIMEOUT_S`."""
+        self._started = False
+        tasks = [task for _, task in self._tasks.values()]
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
+            if pending:
+                log.warning(
+                    "%d website checks did not stop within %.0f s", len(pending), STOP_TIMEOUT_S
+                )
+
+    def _apply(self) -> None:
+        for name, (target, task) in list(self._tasks.items()):
+            if self._wanted.get(name) != target:
+                task.cancel()
+                del self._tasks[name]
+        new = [target for name, target in self._wanted.items() if name not in self._tasks]
+        if not new:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for target in new:
+            first_slot = now + first_run_window(target.interval, len(new)) * spread(target.name)
+            task = loop.create_task(self._run(target, first_slot), name=f"check:{target.name}")
+            self._tasks[target.name] = (target, task)
+
+    async def _run(self, target: Target, slot: float) -> None:
+        loop = asyncio.get_running_loop()
+        interval = target.interval
+        while True:
+            delay = slot - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            async with self._semaphore:
+                lateness = max(0.0, loop.time() - slot)
+                if lateness >= interval:  # saturated: the next slot is due already
+                    result = None
+                    self._missed_slots += 1
+                else:
+                    try:
+                        result = await self._checker.check(target)
+                    except Exception:  # Checker never raises for site problems; this is a bug
+                        log.exception("website check of %s failed unexpectedly", target.name)
+                        result = None
+            if result is not None:
+                try:
+                    self._on_result(result, lateness)
+                except Exception:
+                    log.exception("handling the check result of %s failed", target.name)
+            slot += interval
+            behind = loop.time() - slot
+            if behind >= 0:
+                missed = math.floor(behind / interval) + 1
+                self._missed_slots += missed
+                slot += missed * interval

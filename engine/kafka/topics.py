@@ -1,0 +1,77 @@
+"""Create the metrictui topics when they are missing (and the config allows it)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    KafkaError,
+    PolicyViolationError,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+    for_code,
+)
+
+from engine.config import KafkaConfig
+from engine.errors import ConnectError, UserError, describe_error
+from engine.kafka.settings import client_kwargs, connection_problem
+
+_FORBIDDEN = (
+    TopicAuthorizationFailedError,
+    ClusterAuthorizationFailedError,
+    PolicyViolationError,
+)
+
+
+async def ensure_topics(cfg: KafkaConfig, timeout: float = 20.0) -> list[str]:
+    """Create missing topics; returns the names created. Raises UserError if forbidden."""
+    wanted = [cfg.metrics_topic, cfg.checks_topic]
+    admin = AIOKafkaAdminClient(**client_kwargs(cfg, "metrictui-admin"))
+    async with asyncio.timeout(timeout):
+        try:
+            await admin.start()
+        except (KafkaError, OSError) as exc:
+            with contextlib.suppress(Exception):
+                await admin.close()
+            # A wrong CA, client certificate or password must not pass for "Kafka is away".
+            problem = await connection_problem(cfg, timeout=max(2.0, timeout / 2))
+            if problem is not None:
+                raise ConnectError(problem) from None
+            raise exc from None
+        try:
+            existing = set(await admin.list_topics())
+            missing = [t for t in wanted if t not in existing]
+            if not missing:
+                return []
+            if not cfg.create_topics:
+                raise UserError(
+                    f"Kafka topic(s) {', '.join(missing)} do not exist and [kafka] create_topics"
+                    " is false: create them, or set create_topics = true"
+                )
+            new = [NewTopic(t, cfg.partitions, cfg.replication_factor) for t in missing]
+            try:
+                response = await admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                return []
+            except _FORBIDDEN as exc:
+                raise _forbidden(missing, cfg, exc) from None
+            for topic, code, *rest in getattr(response, "topic_errors", []) or []:
+                if code in (0, TopicAlreadyExistsError.errno):
+                    continue
+                detail = rest[0] if rest and isinstance(rest[0], str) else ""
+                raise _forbidden([topic], cfg, for_code(code)(detail))
+            return missing
+        finally:
+            await admin.close()
+
+
+def _forbidden(topics: list[str], cfg: KafkaConfig, exc: Exception) -> UserError:
+    why = describe_error(exc)
+    return UserError(
+        f"Kafka refused to create topic(s) {', '.join(topics)} ({why}): create them in your"
+        f" Kafka console ({cfg.partitions} partitions), or fix [kafka] partitions /"
+        " replication_factor, or grant the create permission; then start again"
+    )

@@ -1,0 +1,346 @@
+"""All writes to PostgreSQL: one transaction per Kafka batch, rows loaded with binary COPY.
+
+Exactly-once: every event id is inserted into `events` first (ON CONFLICT DO NOTHING RETURNING);
+only events that were new get their rows copied. A Kafka message replayed after a crash, a
+rebalance or a spool re-send is therefore counted as a duplicate and stored once. The caller
+commits Kafka offsets only after `write_batch` returned (the transaction is committed).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from itertools import repeat
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from engine.check_result import CHECK_FIELDS
+from engine.envelope import CheckEvent, MetricsEvent
+from engine.sink.copy_rows import (
+    COPY_SIGNATURE,
+    COPY_TRAILER,
+    check_copy_row,
+    event_copy_row,
+    pg_micros,
+    sample_rows,
+)
+
+_PARTITIONED = ("events", "samples", "checks")
+_PARTITION_LOCK = 0x6D747570
+
+
+def first_of_each(events: Iterable[Any], ids: set[uuid.UUID]) -> list[Any]:
+    """Events whose id is in `ids`, each id once: an event repeated within one batch (a spool
+    re-send next to the original) is claimed once, so its rows must be copied once."""
+    left = set(ids)
+    out = []
+    for e in events:
+        if e.event_id in left:
+            left.discard(e.event_id)
+            out.append(e)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    topic: str
+    partition: int
+    offset: int
+    reason: str
+    payload: bytes | None
+
+
+@dataclass(slots=True)
+class WriteResult:
+    events: int = 0
+    rows: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    newest_observed_at: datetime | None = None
+    elapsed_ms: float = 0.0
+
+
+@dataclass(slots=True)
+class Encoded:
+    """A batch's rows in binary COPY form, made ahead of its transaction by `Store.encode`.
+
+    Pure CPU, so the sink makes it while PostgreSQL still writes the previous batch. Events
+    with a series that is not cached yet are left in `unknown`; `write_batch` resolves them.
+    """
+
+    samples: dict[uuid.UUID, bytes] = field(default_factory=dict)
+    checks: dict[uuid.UUID, bytes] = field(default_factory=dict)
+    unknown: list[MetricsEvent] = field(default_factory=list)
+
+
+@dataclass
+class Store:
+    """One PostgreSQL connection used by one sink; caches series ids and known partitions."""
+
+    dsn: str
+    schema: str
+    conn: psycopg.AsyncConnection[Any] | None = None
+    _series: dict[tuple[str, str, str, str, str], int] = field(default_factory=dict)
+    _partitions: set[tuple[str, date]] = field(default_factory=set)
+
+    async def connect(self, timeout: float = 10.0) -> None:
+        self.conn = await psycopg.AsyncConnection.connect(
+            self.dsn,
+            autocommit=True,  # transactions are explicit (conn.transaction()) and short
+            connect_timeout=max(1, int(timeout)),
+            application_name="metrictui-sink",
+        )
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            await self.conn.close()
+            self.conn = None
+
+    @property
+    def connected(self) -> bool:
+        return self.conn is not None and not self.conn.closed and not self.conn.broken
+
+    def _t(self, name: str) -> sql.Composed:
+        return sql.SQL("{}.{}").format(sql.Identifier(self.schema), sql.Identifier(name))
+
+    # -- partitions -------------------------------------------------------------------------
+
+    async def ensure_partitions(self, days: Iterable[date]) -> None:
+        """Create daily partitions (UTC days) of the partitioned tables that are missing.
+
+        Through `ensure_day_partitions()` (sql/002), which runs with the schema owner's rights,
+        so a sink whose role may only SELECT and INSERT still gets its partitions. A schema
+        that predates that function gets the same DDL directly (the sink is the owner there).
+        """
+        assert self.conn is not None
+        missing = sorted({d for d in days if ("samples", d) not in self._partitions})
+        if not missing:
+            return
+        try:
+            async with self.conn.transaction():
+                await self.conn.execute(
+                    sql.SQL("SELECT {}(%s::date[])").format(self._t("ensure_day_partitions")),
+                    (missing,),
+                )
+        except psycopg.errors.UndefinedFunction:
+            await self._create_partitions(missing)
+        self._partitions.update(("samples", d) for d in missing)
+
+    async def _create_partitions(self, days: Sequence[date]) -> None:
+        assert self.conn is not None
+        async with self.conn.transaction():
+            await self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PARTITION_LOCK,))
+            for day in days:
+                lo = datetime(day.year, day.month, day.day, tzinfo=UTC)
+                hi = lo + timedelta(days=1)
+                for table in _PARTITIONED:
+                    await self.conn.execute(
+                        sql.SQL(
+                            "CREATE TABLE IF NOT EXISTS {} PARTITION OF {}"
+                            " FOR VALUES FROM ({}) TO ({})"
+                        ).format(
+                            self._t(f"{table}_{day:%Y%m%d}"),
+                            self._t(table),
+                            sql.Literal(lo),
+                            sql.Literal(hi),
+                        )
+                    )
+
+    # -- series -----------------------------------------------------------------------------
+
+    async def resolve_series(self, keys: Iterable[tuple[str, str, str, str, str]]) -> None:
+        """Make sure every (agent, host, metric, labels_json, unit) has a committed series id.
+
+        Done in its own short transaction before the batch: ids cached here are always real
+        rows, even if the batch transaction later rolls back.
+        """
+        assert self.conn is not None
+        missing = list(set(keys) - self._series.keys())
+        if not missing:
+            return
+        cols = list(zip(*missing, strict=True))
+        query = sql.SQL(
+            "WITH input AS (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[],"
+            " %s::text[]::jsonb[], %s::text[]) AS t(agent, host, metric, labels, unit)),"
+            " ins AS (INSERT INTO {series} (agent, host, metric, labels, unit)"
+            " SELECT agent, host, metric, labels, unit FROM input ON CONFLICT DO NOTHING)"
+            " SELECT 1"
+        ).format(series=self._t("series"))
+        select = sql.SQL(
+            "SELECT t.i, s.id FROM unnest(%s::text[], %s::text[], %s::text[],"
+            " %s::text[]::jsonb[], %s::text[]) WITH ORDINALITY AS t(agent, host, metric, labels,"
+            " unit, i) JOIN {series} s USING (agent, host, metric, labels, unit)"
+        ).format(series=self._t("series"))
+        async with self.conn.transaction():
+            await self.conn.execute(query, [list(c) for c in cols])
+        cur = await self.conn.execute(select, [list(c) for c in cols])
+        for i, series_id in await cur.fetchall():
+            self._series[missing[i - 1]] = series_id
+
+    # -- the batch --------------------------------------------------------------------------
+
+    async def write_batch(
+        self,
+        metrics: Sequence[MetricsEvent],
+        checks: Sequence[CheckEvent],
+        dead: Sequence[DeadLetter],
+        encoded: Encoded | None = None,
+    ) -> WriteResult:
+        """Write one batch in one transaction; returns what was new and what was a duplicate.
+
+        `encoded` is `encode(metrics, checks)` made earlier (else it is made here)."""
+        assert self.conn is not None
+        started = time.perf_counter()
+        result = WriteResult()
+        events: list[MetricsEvent | CheckEvent] = [*metrics, *checks]
+        if events:
+            await self.ensure_partitions({e.observed_at.astimezone(UTC).date() for e in events})
+        encoded = encoded if encoded is not None else self.encode(metrics, checks)
+        await self._resolve_unknown(encoded)
+        async with self.conn.transaction():
+            new_ids = await self._claim_events(events) if events else set()
+            result.duplicates = len(events) - len(new_ids)
+            fresh_metrics: list[MetricsEvent] = first_of_each(metrics, new_ids)
+            fresh_checks: list[CheckEvent] = first_of_each(checks, new_ids)
+            if fresh_metrics:
+                result.rows += await self._copy_samples(fresh_metrics, encoded.samples)
+            if fresh_checks:
+                result.rows += await self._copy_checks(fresh_checks, encoded.checks)
+            if dead:
+                result.dead_letters = await self._insert_dead_letters(dead)
+        result.events = len(new_ids)
+        fresh: list[MetricsEvent | CheckEvent] = [*fresh_metrics, *fresh_checks] if events else []
+        if fresh:
+            result.newest_observed_at = max(e.observed_at for e in fresh)
+        result.elapsed_ms = (time.perf_counter() - started) * 1000
+        return result
+
+    async def _claim_events(self, events: Sequence[MetricsEvent | CheckEvent]) -> set[uuid.UUID]:
+        """Ids of the events not stored before.
+
+        Usually none was, so the ids are first simply copied in (binary COPY: about half the
+        time of INSERT ... ON CONFLICT), under a savepoint. If one is there already (a replay,
+        or an event repeated within the batch), the primary key stops the copy, the savepoint
+        rolls back, and ON CONFLICT DO NOTHING RETURNING tells the new from the old.
+        """
+        assert self.conn is not None
+        try:
+            async with self.conn.transaction():
+                await self._copy_events(events)
+            return {e.event_id for e in events}
+        except psycopg.errors.UniqueViolation:
+            pass
+        # Binary parameters (%b): a quarter of the CPU and half the time of text ones.
+        cur = await self.conn.execute(
+            sql.SQL(
+                "INSERT INTO {} (event_id, observed_at, kind, agent)"
+                " SELECT * FROM unnest(%b::uuid[], %b::timestamptz[], %b::text[], %b::text[])"
+                " ON CONFLICT DO NOTHING RETURNING event_id"
+            ).format(self._t("events")),
+            (
+                [e.event_id for e in events],
+                [e.observed_at for e in events],
+                ["metrics" if isinstance(e, MetricsEvent) else "check" for e in events],
+                [e.agent for e in events],
+            ),
+        )
+        return {row[0] for row in await cur.fetchall()}
+
+    async def _copy_events(self, events: Sequence[MetricsEvent | CheckEvent]) -> None:
+        assert self.conn is not None
+        data = b"".join([COPY_SIGNATURE, *map(event_copy_row, events), COPY_TRAILER])
+        async with self.conn.cursor() as cur:
+            copy_sql = sql.SQL(
+                "COPY {} (event_id, observed_at, kind, agent) FROM STDIN (FORMAT BINARY)"
+            )
+            async with cur.copy(copy_sql.format(self._t("events"))) as copy:
+                await copy.write(data)
+
+    def encode(self, metrics: Sequence[MetricsEvent], checks: Sequence[CheckEvent]) -> Encoded:
+        """Binary COPY rows of every event, by event id (the first of a repeated event, as
+        `first_of_each` copies). Metrics events with an uncached series go to `unknown`."""
+        encoded = Encoded()
+        rows, unknown_ids = encoded.samples, set()
+        for e in metrics:
+            if e.event_id in rows or e.event_id in unknown_ids:
+                continue
+            try:
+                rows[e.event_id] = self._encode_samples(e)
+            except KeyError:
+                encoded.unknown.append(e)
+                unknown_ids.add(e.event_id)
+        for c in checks:
+            encoded.checks.setdefault(c.event_id, check_copy_row(c))
+        return encoded
+
+    async def _resolve_unknown(self, encoded: Encoded) -> None:
+        """Resolve (and commit) the series `encode` did not know, then encode their events."""
+        if not encoded.unknown:
+            return
+        keys: set[tuple[str, str, str, str, str]] = set()
+        for e in encoded.unknown:
+            metrics, labels, _, units = zip(*e.samples, strict=True)
+            keys.update(zip(repeat(e.agent), repeat(e.host), metrics, labels, units))
+        await self.resolve_series(keys)
+        for e in encoded.unknown:
+            encoded.samples.setdefault(e.event_id, self._encode_samples(e))
+        encoded.unknown = []
+
+    def _encode_samples(self, e: MetricsEvent) -> bytes:
+        """Binary COPY rows (ts, series_id, value) of one event; KeyError for an unknown series.
+
+        Column-wise with `map`/`zip`, so no Python bytecode runs per row."""
+        if not e.samples:
+            return b""
+        metrics, labels, values, units = zip(*e.samples, strict=True)
+        keys = zip(repeat(e.agent), repeat(e.host), metrics, labels, units)
+        ids = list(map(self._series.__getitem__, keys))
+        return sample_rows(pg_micros(e.observed_at), ids, values)
+
+    async def _copy_samples(
+        self, events: Sequence[MetricsEvent], rows: Mapping[uuid.UUID, bytes]
+    ) -> int:
+        assert self.conn is not None
+        data = b"".join([COPY_SIGNATURE, *(rows[e.event_id] for e in events), COPY_TRAILER])
+        async with self.conn.cursor() as cur:
+            copy_sql = sql.SQL("COPY {} (ts, series_id, value) FROM STDIN (FORMAT BINARY)")
+            async with cur.copy(copy_sql.format(self._t("samples"))) as copy:
+                await copy.write(data)
+        return sum(len(e.samples) for e in events)
+
+    async def _copy_checks(
+        self, events: Sequence[CheckEvent], rows: Mapping[uuid.UUID, bytes]
+    ) -> int:
+        assert self.conn is not None
+        columns = sql.SQL(", ").join(
+            sql.Identifier(c) for c in ("ts", "event_id", "agent", *CHECK_FIELDS)
+        )
+        data = b"".join([COPY_SIGNATURE, *(rows[e.event_id] for e in events), COPY_TRAILER])
+        async with self.conn.cursor() as cur:
+            copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)")
+            async with cur.copy(copy_sql.format(self._t("checks"), columns)) as copy:
+                await copy.write(data)
+        return len(events)
+
+    async def _insert_dead_letters(self, dead: Sequence[DeadLetter]) -> int:
+        assert self.conn is not None
+        cur = await self.conn.execute(
+            sql.SQL(
+                'INSERT INTO {} (topic, partition, "offset", reason, payload)'
+                " SELECT * FROM unnest(%s::text[], %s::int[], %s::bigint[], %s::text[],"
+                " %s::bytea[]) ON CONFLICT DO NOTHING"
+            ).format(self._t("dead_letters")),
+            (
+                [d.topic for d in dead],
+                [d.partition for d in dead],
+                [d.offset for d in dead],
+                [d.reason for d in dead],
+                [d.payload for d in dead],
+            ),
+        )
+        return cur.rowcount
