@@ -12,13 +12,16 @@ DEV_CONFIG := $(STACK_DIR)/metrictui.toml
 
 setup: system-deps $(STAMP)
 
-# Tools the tests drive (tmux for the real-terminal test). Java 17+, Maven and PostgreSQL's
-# server binaries are checked (and PostgreSQL installed if absent) by stack/stack.py.
+# Tools the tests drive: tmux for the real-terminal test, Debian's chromium for the browser
+# tests of `metrictui serve`. Java 17+, Maven and PostgreSQL's server binaries are checked (and
+# PostgreSQL installed if absent) by stack/stack.py.
 system-deps:
-	@command -v tmux >/dev/null || { \
+	@missing=""; command -v tmux >/dev/null || missing="$$missing tmux"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing tmux"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null; \
-	  else echo "tmux is required for the terminal tests (apt-get install tmux)"; exit 1; fi; }
+	    echo "installing$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "needed for the tests:$$missing (apt-get install$$missing)"; exit 1; fi; fi
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "python3 (3.11+) is required"; exit 1; }
