@@ -13,7 +13,7 @@ from rich.text import Text
 UP_GLYPH = "▮"
 DOWN_GLYPH = "▯"
 WIDE_CELLS = 20
-NARROW_CELLS = 10
+NARROW_CELLS = 8
 """Cells shown below 100 columns, so that the table still fits at 80x24."""
 
 
@@ -26,9 +26,18 @@ def history_bar(recent: Sequence[bool], cells: int) -> Text:
     return text
 
 
-def uptime_text(pct: float | None) -> Text:
-    """'99.5%' over the last hour, coloured like the state; '—' before the first check."""
+def uptime_text(pct: float | None, *, narrow: bool = False) -> Text:
+    """'99.5%' over the last hour ('99%' when narrow, never rounded up to 100); '—' before
+    the first check. Coloured like the state."""
     if pct is None:
-        return Text("—", "dim", justify="right")
+        return Text("—", "dim")
     style = "green" if pct >= 99 else "yellow" if pct >= 90 else "red"
-    return Text(f"{pct:.1f}%" if pct < 100 else "100%", style, justify="right")
+    if pct >= 100:
+        return Text("100%", style)
+    return Text(f"{int(pct)}%" if narrow else f"{pct:.1f}%", style)
+
+
+def recent_cell(recent: Sequence[bool], pct: float | None, cells: int) -> Text:
+    """The bar, then the uptime of the last hour: one column, so it fits at 80 columns."""
+    narrow = cells < WIDE_CELLS
+    return history_bar(recent, cells) + Text(" ") + uptime_text(pct, narrow=narrow)

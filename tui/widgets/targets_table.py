@@ -10,7 +10,7 @@ from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 
 from engine.stats import TargetStatus
-from tui.widgets.history_bar import NARROW_CELLS, WIDE_CELLS, history_bar, uptime_text
+from tui.widgets.history_bar import NARROW_CELLS, WIDE_CELLS, recent_cell
 from tui.widgets.safe_text import safe_text
 from tui.widgets.units import human_age, human_ms
 
@@ -22,8 +22,7 @@ COLUMNS = (
     ("match", "Match"),
     ("cert", "Cert"),
     ("checked", "Checked"),
-    ("history", "Last checks"),
-    ("uptime", "Up 1h"),
+    ("recent", "Recent  up 1h"),
     ("reason", "Reason"),
 )
 NAME_CHARS = 28
@@ -83,8 +82,7 @@ def row_cells(
         "match": match_cell(t),
         "cert": cert_cell(t),
         "checked": Text(human_age(t.last_checked, now)),
-        "history": history_bar(t.recent, history_cells),
-        "uptime": uptime_text(t.uptime_1h_pct),
+        "recent": recent_cell(t.recent, t.uptime_1h_pct, history_cells),
         "reason": reason_cell(t, reason_chars),
     }
 
