@@ -85,5 +85,5 @@ async def test_a_target_added_while_attached_is_selected_once_its_row_arrives() 
         await settle(pilot)
         table = app.dashboard.query_one(TargetsTable)
         assert await wait_for_async(
-            pilot=pilot, predicate=lambda: table.selected_name == "zzz-new", timeout=5
+            pilot=pilot, predicate=lambda: table.selected_name == "zzz-new", timeout=15
         )
