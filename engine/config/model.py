@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from engine.agent.collectors import COLLECTOR_NAMES
 from engine.errors import ConfigError
-from engine.targets.model import one_line, read_toml
+from engine.targets.model import location_problem, one_line, read_toml
 
 ENV_PREFIX = "METRICTUI_"
 # Variables under our prefix that belong to other tools (the CLI, the local stack launcher).
@@ -35,6 +35,7 @@ SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 COMPRESSIONS = ("none", "gzip", "lz4", "zstd")
 LOG_FORMATS = ("human", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+TARGETS_SOURCES = ("file", "kafka")
 
 
 class Secret:
@@ -94,6 +95,10 @@ class KafkaConfig:
     bootstrap_servers: str = "127.0.0.1:9092"
     metrics_topic: str = "metrictui.metrics"
     checks_topic: str = "metrictui.checks"
+    targets_topic: str = "metrictui.targets"
+    """The fleet's compacted targets topic (used when targets_source = "kafka")."""
+    targets_partitions: int = 60
+    """Partitions of the targets topic when created: the most agents one location can use."""
     security_protocol: str = "PLAINTEXT"
     ssl_cafile: Path | None = None
     ssl_certfile: Path | None = None
@@ -135,6 +140,18 @@ class AgentConfig:
     check_concurrency: int = 256
     check_workers: int | str = "auto"
     """Processes that run website checks: "auto", or a count (0 or 1: in this process)."""
+    location: str = "default"
+    """Fleet location: the agents of one location share the targets among themselves."""
+    heartbeat_interval: float = 5.0
+    stale_after: float = 0.0
+    """Seconds without a heartbeat before the agent shows stale; 0 = 2 x heartbeat_interval."""
+    offline_after: float = 30.0
+    session_timeout_s: float = 3.0
+    """Kafka group session timeout: how soon a killed agent's targets move to survivors."""
+
+    @property
+    def stale_after_s(self) -> float:
+        return self.stale_after or 2 * self.heartbeat_interval
 
 
 @dataclass(frozen=True)
@@ -177,6 +194,8 @@ class Config:
     headless: HeadlessConfig = field(default_factory=HeadlessConfig)
     tui: TuiConfig = field(default_factory=TuiConfig)
     targets_file: Path = Path("targets.toml")
+    targets_source: str = "file"
+    """Where targets live: "file" (targets_file) or "kafka" (the fleet's targets topic)."""
     warnings: tuple[str, ...] = ()
 
 
@@ -270,6 +289,12 @@ def _listen(value: str) -> None:
         ) from None
 
 
+def _location(value: str) -> None:
+    problem = location_problem(value)
+    if problem is not None:
+        raise _Problem(problem)
+
+
 def _metrics(value: tuple[str, ...]) -> None:
     for name in value:
         if name not in COLLECTOR_NAMES:
@@ -297,6 +322,8 @@ _SCHEMA_KEYS: dict[str, dict[str, _Key]] = {
         "bootstrap_servers": _Key("servers"),
         "metrics_topic": _str_key(_topic),
         "checks_topic": _str_key(_topic),
+        "targets_topic": _str_key(_topic),
+        "targets_partitions": _int_key(1, 10000),
         "security_protocol": _enum_key(SECURITY_PROTOCOLS),
         "ssl_cafile": _Key("path", optional=True),
         "ssl_certfile": _Key("path", optional=True),
@@ -331,6 +358,11 @@ _SCHEMA_KEYS: dict[str, dict[str, _Key]] = {
         "check_body_max_kb": _int_key(1, 1024 * 1024),
         "check_concurrency": _int_key(1, 100000),
         "check_workers": _Key("workers", lo=0, hi=64),
+        "location": _str_key(_location),
+        "heartbeat_interval": _float_key(0, 3600),
+        "stale_after": _float_key(0, 86400, lo_open=False),
+        "offline_after": _float_key(0, 86400),
+        "session_timeout_s": _float_key(0, 300),
     },
     "consumer": {
         "group_id": _str_key(_nonempty),
@@ -349,7 +381,10 @@ _SCHEMA_KEYS: dict[str, dict[str, _Key]] = {
         "refresh_hz": _float_key(2, 10, lo_open=False),
     },
 }
-_TOP_KEYS: dict[str, _Key] = {"targets_file": _Key("path")}
+_TOP_KEYS: dict[str, _Key] = {
+    "targets_file": _Key("path"),
+    "targets_source": _enum_key(TARGETS_SOURCES),
+}
 # A secret given by file: `<key>_file` names a file whose stripped content is the value.
 _SECRET_FILES = {("kafka", "sasl_password"): "sasl_password_file", ("postgres", "dsn"): "dsn_file"}
 
@@ -744,6 +779,8 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
         targets_file = base_dir / "targets.toml"
     if targets_file.is_dir():
         raise ConfigError(f"{where('', 'targets_file')}: {targets_file} is a directory")
+    targets_source = values.get(("", "targets_source"), "file")
+    assert isinstance(targets_source, str)
 
     warnings.extend(_check_kafka_security(kafka, where))
     warnings.append(_permission_warning(path) or "")
@@ -759,6 +796,7 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
         headless=headless,
         tui=tui,
         targets_file=targets_file,
+        targets_source=targets_source,
         warnings=tuple(w for w in dict.fromkeys(warnings) if w),
     )
 

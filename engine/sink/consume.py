@@ -18,7 +18,7 @@ import contextlib
 import gc
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -26,10 +26,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from engine.config.model import Config
-from engine.envelope import CheckEvent, Invalid, MetricsEvent, decode_event
+from engine.envelope import CheckEvent, HeartbeatEvent, Invalid, MetricsEvent, decode_event
 from engine.errors import ConfigError, ConnectError
 from engine.kafka.settings import client_kwargs
 from engine.kafka.watch import SettingsWatch
+from engine.sink.agents import note_fleet, upsert_heartbeats
 from engine.sink.store import DeadLetter, Encoded, Store, WriteResult
 from engine.stats import Problem, Stats
 
@@ -100,6 +101,8 @@ class _Batch:
     """First offset per partition: lag counts from here until the batch is written."""
     encoded: Encoded
     """Its rows in COPY form, made while the previous batch was being written."""
+    heartbeats: list[HeartbeatEvent] = field(default_factory=list)
+    """Fleet heartbeats: upserted after the rows, before the offsets are committed."""
 
 
 def _oldest_first(batches: list[dict[TopicPartition, int]]) -> dict[TopicPartition, int]:
@@ -128,6 +131,7 @@ class Sink:
         self._last_lag_at = 0.0
         # First offset of the batch waiting for PostgreSQL, per partition (lag counts from it).
         self._pending: dict[TopicPartition, int] = {}
+        self._heartbeat_error: str | None = None
         self._write_error: str | None = None  # the last write failure said, until one works
         self._unwritten: list[dict[TopicPartition, int]] = []  # `_Batch.first`s, oldest first
         # Names the cause when Kafka refuses our settings after start (see engine.kafka_watch).
@@ -265,6 +269,7 @@ class Sink:
         now = datetime.now(UTC)
         metrics: list[MetricsEvent] = []
         checks: list[CheckEvent] = []
+        heartbeats: list[HeartbeatEvent] = []
         dead: list[DeadLetter] = []
         offsets: dict[TopicPartition, int] = {}
         count = 0
@@ -286,8 +291,10 @@ class Sink:
                         continue
                     if isinstance(event, MetricsEvent):
                         metrics.append(event)
-                    else:
+                    elif isinstance(event, CheckEvent):
                         checks.append(event)
+                    else:
+                        heartbeats.append(event)
                 offsets[tp] = messages[-1].offset + 1  # type: ignore[attr-defined]
         finally:
             if collecting:
@@ -297,7 +304,7 @@ class Sink:
         self._unwritten.append(first)
         self._pending = _oldest_first(self._unwritten)
         encoded = self.store.encode(metrics, checks)
-        return _Batch(metrics, checks, dead, offsets, first, encoded)
+        return _Batch(metrics, checks, dead, offsets, first, encoded, heartbeats)
 
     async def _store(self, batch: _Batch) -> None:
         """Write one decoded batch, then commit its offsets (never before its rows are in)."""
@@ -308,6 +315,8 @@ class Sink:
             if result is None:
                 return  # stopping: nothing committed, the batch is read again next time
             self._account(result)
+            await self._store_heartbeats(batch.heartbeats)
+            note_fleet(self.stats, batch.heartbeats, batch.checks)
             await self._commit(batch.offsets)
         finally:
             self._unwritten = [f for f in self._unwritten if f is not batch.first]
@@ -356,6 +365,22 @@ class Sink:
                 # The operator watches the lag grow while the database is away.
                 await self._update_lag()
         return None
+
+    async def _store_heartbeats(self, beats: list[HeartbeatEvent]) -> None:
+        """Keep the latest heartbeat per agent. A failure is shown, not retried: the batch's
+        events are in already, and the agent's next heartbeat replaces this one anyway."""
+        if not beats or self.store.conn is None:
+            return
+        try:
+            await upsert_heartbeats(self.store.conn, self.store.schema, beats)
+        except psycopg.Error as exc:
+            line = f"storing {len(beats)} agent heartbeats failed: {postgres_error_line(exc)}"
+            if line != self._heartbeat_error:
+                log.warning("%s", line)
+                self._heartbeat_error = line
+            self.stats.error("postgres", line)
+        else:
+            self._heartbeat_error = None
 
     def _say_write_error(self, exc: psycopg.Error) -> None:
         """Once per distinct cause, not per retry; with what to fix when only the operator can

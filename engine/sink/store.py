@@ -32,7 +32,7 @@ _COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
 _COPY_TRAILER = b"\xff\xff"
 _SAMPLE_ROW = struct.Struct("!hiqiqid")
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
-# A check row: 18 fields; the fixed head is (ts, event_id), the rest is built per value.
+# A check row: 19 fields; the fixed head is (ts, event_id), the rest is built per value.
 _CHECK_HEAD = struct.Struct("!hiqi")
 _NULL = b"\xff\xff\xff\xff"
 _BOOL = {True: b"\x00\x00\x00\x01\x01", False: b"\x00\x00\x00\x01\x00", None: _NULL}
@@ -64,10 +64,10 @@ def check_copy_row(e: CheckEvent) -> bytes:
 
     The envelope decoder guarantees the types (and that timings fit a `real`)."""
     (target, url, method, ok, status, reason, error, dns, connect, tls, ttfb, total, match,
-     cert, ip) = e.row  # fmt: skip
+     cert, ip, location) = e.row  # fmt: skip
     return b"".join(
         (
-            _CHECK_HEAD.pack(18, 8, pg_micros(e.observed_at), 16),
+            _CHECK_HEAD.pack(19, 8, pg_micros(e.observed_at), 16),
             e.event_id.bytes,
             _text(e.agent),
             _text(target),
@@ -85,6 +85,7 @@ def check_copy_row(e: CheckEvent) -> bytes:
             _BOOL[match],
             _NULL if cert is None else _TS(8, pg_micros(cert)),
             _text(ip),
+            _text(location),
         )
     )
 
