@@ -30,8 +30,8 @@ import psutil
 
 from bench.env import BenchEnv, child_env
 from bench.measure import percentile
-from engine.agent.checks.checker import CheckResult
 from engine.agent.checks.pool import CheckWorkerPool
+from engine.check_result import CheckResult
 from engine.engine import Engine
 
 

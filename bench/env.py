@@ -3,7 +3,7 @@
 Every part of a run gets its own topics, consumer group and PostgreSQL schema (named after a
 random run tag), so parts never see each other's data; `cleanup()` drops them all at the end.
 Configs are written as real TOML files and loaded with
-`engine.config.model.load_config`, exactly like the program loads them.
+`engine.config.load_config`, exactly like the program loads them.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import psycopg
 import tomli_w
 from aiokafka.admin import AIOKafkaAdminClient
 
-from engine.config.model import Config, load_config
+from engine.config import Config, load_config
 from engine.kafka.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,7 +20,7 @@ from pathlib import Path
 import orjson
 
 from bench.workload import TARGETS_PER_AGENT, check_payload, sample_template
-from engine.config.model import load_config
+from engine.config import load_config
 from engine.envelope import encode_event
 from engine.kafka.shipper import Shipper
 from engine.kafka.spool import Spool

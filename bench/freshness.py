@@ -19,7 +19,7 @@ import orjson
 from bench.env import ROOT, child_env
 from bench.measure import percentile
 from bench.sink_parts import SinkRunner
-from engine.config.model import Config
+from engine.config import Config
 from engine.envelope import CheckEvent, MetricsEvent
 
 

@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.measure import Throughput
 from bench.workload import EventSpec, Message
-from engine.config.model import Config, KafkaConfig
+from engine.config import Config, KafkaConfig
 from engine.envelope import encode_event
 from engine.kafka.settings import client_kwargs
 from engine.kafka.shipper import Shipper

@@ -22,9 +22,10 @@ from bench.kafka_parts import TIMEOUT_S
 from bench.measure import Throughput
 from bench.pgbinary import copy_data
 from bench.workload import Message
-from engine.config.model import Config
+from engine.check_result import CHECK_FIELDS
+from engine.config import Config
 from engine.db.migrate import migrate
-from engine.envelope import CHECK_FIELDS, CheckEvent, MetricsEvent, decode_event
+from engine.envelope import CheckEvent, MetricsEvent, decode_event
 from engine.sink.store import Store
 
 SAMPLE_TYPES = ("timestamptz", "int8", "float8")

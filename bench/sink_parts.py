@@ -14,7 +14,7 @@ from typing import Any
 
 from bench.kafka_parts import TIMEOUT_S, wait_assigned
 from bench.measure import Throughput
-from engine.config.model import Config
+from engine.config import Config
 from engine.db.migrate import migrate
 from engine.envelope import CheckEvent, MetricsEvent
 from engine.sink.consume import Sink

@@ -12,7 +12,7 @@ import time
 
 from bench.kafka_parts import TIMEOUT_S, wait_assigned
 from bench.measure import Throughput
-from engine.config.model import Config
+from engine.config import Config
 from engine.control.local import LocalControl
 from engine.engine import Engine
 

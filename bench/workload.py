@@ -19,8 +19,8 @@ from typing import Any
 
 import orjson
 
-from engine.agent.checks.checker import CheckResult
 from engine.agent.collectors import COLLECTOR_NAMES, HostCollector
+from engine.check_result import CheckResult
 from engine.envelope import encode_event, metrics_payload
 
 CHECKS_PER_METRICS_EVENT = 2

@@ -2,7 +2,7 @@
 
 Roles: "producer" (collectors + checks -> Kafka, spool when away), "consumer" (Kafka ->
 PostgreSQL), "all" (both, for a laptop). The engine is steered at runtime (targets, metrics)
-through the methods below, which the TUI reaches via engine.local_control or the control socket.
+through the methods below, which the TUI reaches via engine.control.local or the control socket.
 """
 
 from __future__ import annotations
@@ -19,12 +19,13 @@ from typing import Literal
 import psycopg
 from aiokafka.errors import KafkaError
 
-from engine.agent.checks.checker import Checker, CheckResult
+from engine.agent.checks.checker import Checker
 from engine.agent.checks.pool import CheckWorkerPool, WorkerSetup, worker_count
 from engine.agent.collectors import COLLECTOR_NAMES, HostCollector
 from engine.agent.heartbeat import heartbeat_loop
 from engine.agent.scheduler import CheckScheduler
-from engine.config.model import Config
+from engine.check_result import CheckResult
+from engine.config import Config
 from engine.db.migrate import migrate
 from engine.db.retention import retention_loop
 from engine.envelope import encode_event, metrics_payload
@@ -131,7 +132,7 @@ class Engine:
             self.collector = HostCollector(enabled)
             body_max = cfg.agent.check_body_max_kb * 1024
             workers = worker_count(cfg.agent.check_workers, self._targets.values())
-            if workers:  # many targets: check in worker processes (engine.check_pool)
+            if workers:  # many targets: check in worker processes (engine.agent.checks.pool)
                 setup = WorkerSetup(
                     self.agent,
                     self.host,

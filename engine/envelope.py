@@ -18,7 +18,7 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import chain, repeat
@@ -26,14 +26,15 @@ from typing import Any
 
 import orjson
 
+from engine.check_result import NAME_MAX, ROW_SPECS, TEXT_MAX, FieldSpec, Kind
 from engine.heartbeats import HEARTBEAT_VERSION, BadHeartbeat, Heartbeat, parse_heartbeat
 
 SCHEMA_VERSION = "1.0"
 MAJOR = 1
 MAX_MESSAGE_BYTES = 1_000_000
 MAX_FUTURE_SKEW = timedelta(hours=1)
-_NAME_MAX = 200
-_TEXT_MAX = 2000
+_NAME_MAX = NAME_MAX
+_TEXT_MAX = TEXT_MAX
 
 
 def utc_now() -> datetime:
@@ -101,27 +102,6 @@ class MetricsEvent:
     observed_at: datetime
     # (metric, canonical labels JSON, value, unit)
     samples: list[tuple[str, str, float, str]]
-
-
-# Column order of the `checks` table rows built from a check event (after ts, event_id, agent).
-CHECK_FIELDS = (
-    "target",
-    "url",
-    "method",
-    "ok",
-    "status_code",
-    "reason",
-    "error",
-    "dns_ms",
-    "connect_ms",
-    "tls_ms",
-    "ttfb_ms",
-    "total_ms",
-    "content_match",
-    "cert_expires_at",
-    "resolved_ip",
-    "location",
-)
 
 
 @dataclass(slots=True)
@@ -366,26 +346,32 @@ def _canonical_labels(
     return found
 
 
+def _opt_time(d: Mapping[str, Any], key: str) -> datetime | None:
+    value = d.get(key)
+    return None if value is None else _timestamp(value, key)
+
+
+def _bool(d: Mapping[str, Any], key: str) -> bool:
+    value = d.get(key)
+    if not isinstance(value, bool):
+        raise Invalid(f"wrong_type: {key} must be a boolean")
+    return value
+
+
+# One validator per kind of check field; the fields themselves come from `CheckResult`.
+_VALIDATORS: dict[Kind, Callable[[Mapping[str, Any], FieldSpec], Any]] = {
+    Kind.TEXT: lambda p, f: _text(p, f.name, limit=f.limit),
+    Kind.OPT_TEXT: lambda p, f: _opt_text(p, f.name, f.limit),
+    Kind.BOOL: lambda p, f: _bool(p, f.name),
+    Kind.OPT_BOOL: lambda p, f: _opt_bool(p, f.name),
+    Kind.STATUS: lambda p, f: _opt_int(p, f.name),
+    Kind.MS: lambda p, f: _opt_real(p, f.name),
+    Kind.OPT_TIME: lambda p, f: _opt_time(p, f.name),
+}
+_ROW = tuple((_VALIDATORS[spec.kind], spec) for spec in ROW_SPECS)
+
+
 def _check_row(p: Mapping[str, Any]) -> tuple[Any, ...]:
-    ok = p.get("ok")
-    if not isinstance(ok, bool):
-        raise Invalid("wrong_type: ok must be a boolean")
-    cert = p.get("cert_expires_at")
-    return (
-        _text(p, "target"),
-        _text(p, "url", limit=_TEXT_MAX),
-        _text(p, "method", limit=20),
-        ok,
-        _opt_int(p, "status_code"),
-        _opt_text(p, "reason", 100),
-        _opt_text(p, "error"),
-        _opt_real(p, "dns_ms"),
-        _opt_real(p, "connect_ms"),
-        _opt_real(p, "tls_ms"),
-        _opt_real(p, "ttfb_ms"),
-        _opt_real(p, "total_ms"),
-        _opt_bool(p, "content_match"),
-        None if cert is None else _timestamp(cert, "cert_expires_at"),
-        _opt_text(p, "resolved_ip", 100),
-        _opt_text(p, "location", _NAME_MAX),
-    )
+    """A check payload as a `checks` row (CHECK_FIELDS order), each field validated."""
+    _bool(p, "ok")  # checked first: a payload that is not a result at all says so
+    return tuple(validate(p, spec) for validate, spec in _ROW)

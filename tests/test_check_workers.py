@@ -24,9 +24,9 @@ from conftest import Pipeline, metrictui_cmd
 from kafka_tools import read_topic
 from sites import LocalSites
 
-from engine.agent.checks.checker import CheckResult
 from engine.agent.checks.pool import CheckWorkerPool, WorkerSetup, shard_of
-from engine.config.model import load_config
+from engine.check_result import CheckResult
+from engine.config import load_config
 from engine.engine import Engine
 from engine.envelope import decode_event
 from engine.targets.model import Target

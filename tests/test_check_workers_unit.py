@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from engine.agent.checks.checker import CheckResult
 from engine.agent.checks.pool import AUTO_CHECKS_PER_WORKER, shard_of, worker_count
 from engine.agent.checks.wire import (
     RESULT,
@@ -27,7 +26,8 @@ from engine.agent.checks.wire import (
     targets_to_wire,
 )
 from engine.agent.scheduler import CheckScheduler, spread
-from engine.config.model import load_config
+from engine.check_result import CheckResult
+from engine.config import load_config
 from engine.errors import UserError
 from engine.targets.model import Target
 
@@ -226,7 +226,8 @@ async def test_saturated_scheduler_skips_slots_it_cannot_start_within_an_interva
 
 def test_new_modules_keep_the_engine_free_of_textual() -> None:
     code = (
-        "import sys, engine.check_pool, engine.check_worker, engine.check_wire\n"
+        "import sys, engine.agent.checks.pool, engine.agent.checks.worker,"
+        " engine.agent.checks.wire\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'tui')]\n"
         "print(bad); sys.exit(1 if bad else 0)"
     )

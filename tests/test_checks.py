@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 import pytest
 from sites import LocalSites
 
-from engine.agent.checks.checker import REASONS, Checker, CheckResult, one_line
+from engine.agent.checks.checker import REASONS, Checker, one_line
+from engine.check_result import RESULT_FIELDS, CheckResult
 from engine.targets.model import Target
 
 
@@ -375,21 +376,4 @@ async def test_payload_is_json_ready_with_offset_datetimes(sites: LocalSites) ->
     assert started.utcoffset() is not None
     expires = datetime.fromisoformat(payload["cert_expires_at"])
     assert expires == sites.https_cert_expires_at
-    assert set(payload) == {
-        "target",
-        "url",
-        "method",
-        "started_at",
-        "ok",
-        "status_code",
-        "reason",
-        "error",
-        "dns_ms",
-        "connect_ms",
-        "tls_ms",
-        "ttfb_ms",
-        "total_ms",
-        "content_match",
-        "cert_expires_at",
-        "resolved_ip",
-    }
+    assert set(payload) == set(RESULT_FIELDS)

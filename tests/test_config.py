@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from engine.agent.collectors import COLLECTOR_NAMES
-from engine.config.model import (
+from engine.config import (
     Config,
     Secret,
     load_config,
@@ -665,7 +665,7 @@ def test_example_config_loads_and_documents_every_key(tmp_path: Path) -> None:
             section = header.group(1)
         elif key := re.match(r"#\s*(\w+)\s*=", line):
             documented.setdefault(section, set()).add(key.group(1))
-    for name, keys in config_module._SCHEMA_KEYS.items():
+    for name, keys in config_module.SCHEMA_KEYS.items():
         assert set(keys) <= documented.get(name, set()), name
     assert "targets_file" in documented[""]
 

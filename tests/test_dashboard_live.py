@@ -24,7 +24,7 @@ from sites import LocalSites
 from textual.pilot import Pilot
 from textual.widgets import Input, Static, Switch
 
-from engine.config.model import load_config
+from engine.config import load_config
 from engine.control.client import SocketControl
 from engine.control.local import LocalControl
 from engine.engine import Engine

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.config.model import load_config
+from engine.config import load_config
 from tui.cli import build_parser
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"

@@ -21,9 +21,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.agent.collectors import COLLECTOR_NAMES, HostCollector
+from engine.check_result import CHECK_FIELDS
 from engine.db.migrate import migrate
 from engine.envelope import (
-    CHECK_FIELDS,
     CheckEvent,
     Invalid,
     MetricsEvent,

@@ -51,7 +51,7 @@ from faults import (
 )
 from sites import LocalSites
 
-from engine.config.model import KafkaConfig
+from engine.config import KafkaConfig
 from engine.control.client import SocketControl
 from engine.kafka.settings import Probe
 from engine.kafka.watch import SettingsWatch

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from conftest import ROOT, metrictui_cmd
 
+from engine.config import load_config
 from engine.config.init import example_config_text
-from engine.config.model import load_config
 from engine.targets.model import load_targets
 
 

@@ -12,9 +12,10 @@ import orjson
 import pytest
 from conftest import Pipeline, metrictui_cmd
 
+from engine.check_result import CHECK_FIELDS
 from engine.db.migrate import migrate
 from engine.db.report import format_duration, parse_duration
-from engine.envelope import CHECK_FIELDS, CheckEvent, MetricsEvent
+from engine.envelope import CheckEvent, MetricsEvent
 from engine.sink.store import Store
 
 CERT_EXPIRY = datetime(2031, 1, 2, 3, 4, 5, tzinfo=UTC)

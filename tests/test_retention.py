@@ -21,6 +21,7 @@ import psycopg
 import pytest
 from conftest import Pipeline, metrictui_cmd
 
+from engine.check_result import CHECK_FIELDS
 from engine.db.migrate import migrate
 from engine.db.retention import (
     RETENTION_LOCK,
@@ -28,7 +29,7 @@ from engine.db.retention import (
     apply_retention,
     expired_partitions,
 )
-from engine.envelope import CHECK_FIELDS, CheckEvent, MetricsEvent
+from engine.envelope import CheckEvent, MetricsEvent
 from engine.sink.store import Store
 
 

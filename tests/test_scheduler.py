@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import pytest
 from sites import LocalSites
 
-from engine.agent.checks.checker import Checker, CheckResult
+from engine.agent.checks.checker import Checker
 from engine.agent.scheduler import (
     FIRST_RUNS_PER_S,
     PROMPT_S,
@@ -20,6 +20,7 @@ from engine.agent.scheduler import (
     first_run_window,
     spread,
 )
+from engine.check_result import CheckResult
 from engine.targets.model import Target
 
 

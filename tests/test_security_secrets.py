@@ -164,7 +164,7 @@ def test_sasl_plain_password_in_aiokafka_debug_logs_is_redacted(
 
     from aiokafka.protocol.admin import SaslAuthenticateRequest_v1
 
-    from engine.config.model import KafkaConfig, Secret
+    from engine.config import KafkaConfig, Secret
     from engine.kafka.settings import client_kwargs
 
     password = "Plain-Text-Pa55word"

@@ -26,7 +26,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from engine.config.model import load_config
+from engine.config import load_config
 from engine.targets.model import load_targets
 
 REPO = Path(__file__).resolve().parent.parent

@@ -14,9 +14,10 @@ import psycopg
 import pytest
 from conftest import Pipeline
 
+from engine.check_result import CHECK_FIELDS
 from engine.db.history import fetch_host_summaries, fetch_target_history
 from engine.db.migrate import migrate
-from engine.envelope import CHECK_FIELDS, CheckEvent, MetricsEvent
+from engine.envelope import CheckEvent, MetricsEvent
 from engine.sink.store import Store
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import cast
 
 from engine import __version__
-from engine.config.model import Config, load_config, resolve_config_path
+from engine.config import Config, load_config, resolve_config_path
 from engine.engine import ROLES, Role
 from engine.errors import ConfigError, UserError
 from engine.logs import JsonFormatter, setup_logging

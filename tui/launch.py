@@ -12,7 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-from engine.config.model import Config
+from engine.config import Config
 from engine.control.client import SocketControl
 from engine.control.local import LocalControl
 from engine.control.protocol import Control

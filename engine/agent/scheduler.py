@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from engine.agent.checks.checker import CheckResult
+from engine.check_result import CheckResult
 from engine.targets.model import Target
 
 log = logging.getLogger(__name__)

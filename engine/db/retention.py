@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from engine.config.model import Config
+from engine.config import Config
 from engine.stats import Stats
 
 log = logging.getLogger("metrictui.retention")

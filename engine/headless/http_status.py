@@ -15,7 +15,7 @@ import time
 
 from aiohttp import web
 
-from engine.config.model import split_host_port
+from engine.config import split_host_port
 from engine.engine import Engine
 from engine.errors import UserError
 from engine.headless.health import DEFAULT_STALL_AFTER_S, HealthJudge

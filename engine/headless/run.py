@@ -15,7 +15,7 @@ import signal
 from pathlib import Path
 from typing import Protocol
 
-from engine.config.model import Config
+from engine.config import Config
 from engine.control.server import start_control_server
 from engine.engine import Engine, Role
 from engine.errors import UserError

@@ -19,7 +19,7 @@ from aiokafka.conn import create_conn
 from aiokafka.errors import SaslAuthenticationFailed, UnsupportedSaslMechanismError
 from aiokafka.protocol.metadata import MetadataRequest
 
-from engine.config.model import KafkaConfig
+from engine.config import KafkaConfig
 from engine.errors import ConfigError
 from engine.stats import Problem
 

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
-from engine.config.model import KafkaConfig
+from engine.config import KafkaConfig
 from engine.errors import ConfigError
 from engine.kafka.settings import client_kwargs
 from engine.kafka.spool import Spool, SpoolError, SpoolRecord
@@ -92,7 +92,7 @@ class Shipper:
         self._replaying = False
         self._replay_over = asyncio.Event()
         self._replay_over.set()
-        # Names the cause when Kafka refuses our settings after start (see engine.kafka_watch).
+        # Names the cause when Kafka refuses our settings after start (see engine.kafka.watch).
         self._watch = SettingsWatch(cfg, stats, "producer")
 
     # -- lifecycle --------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from aiokafka.errors import (
     for_code,
 )
 
-from engine.config.model import KafkaConfig
+from engine.config import KafkaConfig
 from engine.errors import ConnectError, UserError
 from engine.kafka.settings import client_kwargs, connection_problem
 

@@ -1,7 +1,7 @@
 """Name the cause when Kafka starts refusing us after start (rotated certificate, changed
 password, replaced CA), instead of showing `kafka=down` and retrying in silence.
 
-At start, a refused TLS handshake or SASL login is fatal with one line (engine.topics). Later
+At start, a refused TLS handshake or SASL login is fatal with one line (engine.kafka.topics). Later
 the producer and the consumer only see aiokafka's "Unable to bootstrap" or a timeout, which a
 broker restart gives too. While a client is down, `SettingsWatch` runs the start-time probe
 (`probe_settings`) in the background, never more than one at a time and with a back-off, and
@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from engine.config.model import KafkaConfig
+from engine.config import KafkaConfig
 from engine.kafka.settings import Probe, probe_settings
 from engine.stats import Problem, Stats
 

@@ -25,7 +25,7 @@ import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from engine.config.model import Config
+from engine.config import Config
 from engine.envelope import CheckEvent, HeartbeatEvent, Invalid, MetricsEvent, decode_event
 from engine.errors import ConfigError, ConnectError
 from engine.kafka.settings import client_kwargs
@@ -134,7 +134,7 @@ class Sink:
         self._heartbeat_error: str | None = None
         self._write_error: str | None = None  # the last write failure said, until one works
         self._unwritten: list[dict[TopicPartition, int]] = []  # `_Batch.first`s, oldest first
-        # Names the cause when Kafka refuses our settings after start (see engine.kafka_watch).
+        # Names the cause when Kafka refuses our settings after start (see engine.kafka.watch).
         self._watch = SettingsWatch(config.kafka, stats, "consumer")
         self._kafka_checked_at = 0.0  # last message or metadata answer (monotonic)
         self._retired: asyncio.Task[None] | None = None  # a replaced consumer, stopping

@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from itertools import repeat
@@ -20,7 +20,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from engine.envelope import CHECK_FIELDS, CheckEvent, MetricsEvent
+from engine.check_result import CHECK_FIELDS, ROW_SPECS, Kind
+from engine.envelope import CheckEvent, MetricsEvent
 
 _PARTITIONED = ("events", "samples", "checks")
 _PARTITION_LOCK = 0x6D747570
@@ -32,7 +33,7 @@ _COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
 _COPY_TRAILER = b"\xff\xff"
 _SAMPLE_ROW = struct.Struct("!hiqiqid")
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
-# A check row: 19 fields; the fixed head is (ts, event_id), the rest is built per value.
+# A check row: the fixed head is (field count, ts, event_id), the rest is built per value.
 _CHECK_HEAD = struct.Struct("!hiqi")
 _NULL = b"\xff\xff\xff\xff"
 _BOOL = {True: b"\x00\x00\x00\x01\x01", False: b"\x00\x00\x00\x01\x00", None: _NULL}
@@ -59,35 +60,39 @@ def _real(value: float | None) -> bytes:
     return _NULL if value is None else _FLOAT4(4, value)
 
 
+def _opt_int4(value: int | None) -> bytes:
+    return _NULL if value is None else _INT4(4, value)
+
+
+def _opt_ts(value: datetime | None) -> bytes:
+    return _NULL if value is None else _TS(8, pg_micros(value))
+
+
+# One binary encoder per kind of check field; the fields themselves come from `CheckResult`.
+_ENCODERS: dict[Kind, Callable[[Any], bytes]] = {
+    Kind.TEXT: _text,
+    Kind.OPT_TEXT: _text,
+    Kind.BOOL: _BOOL.__getitem__,
+    Kind.OPT_BOOL: _BOOL.__getitem__,
+    Kind.STATUS: _opt_int4,
+    Kind.MS: _real,
+    Kind.OPT_TIME: _opt_ts,
+}
+_ROW_ENCODERS = tuple(_ENCODERS[spec.kind] for spec in ROW_SPECS)
+_CHECK_COLUMNS = 3 + len(CHECK_FIELDS)  # ts, event_id, agent, then the result's fields
+
+
 def check_copy_row(e: CheckEvent) -> bytes:
     """One `checks` row in binary COPY format, in the column order of `_copy_checks`.
 
     The envelope decoder guarantees the types (and that timings fit a `real`)."""
-    (target, url, method, ok, status, reason, error, dns, connect, tls, ttfb, total, match,
-     cert, ip, location) = e.row  # fmt: skip
-    return b"".join(
-        (
-            _CHECK_HEAD.pack(19, 8, pg_micros(e.observed_at), 16),
-            e.event_id.bytes,
-            _text(e.agent),
-            _text(target),
-            _text(url),
-            _text(method),
-            _BOOL[ok],
-            _NULL if status is None else _INT4(4, status),
-            _text(reason),
-            _text(error),
-            _real(dns),
-            _real(connect),
-            _real(tls),
-            _real(ttfb),
-            _real(total),
-            _BOOL[match],
-            _NULL if cert is None else _TS(8, pg_micros(cert)),
-            _text(ip),
-            _text(location),
-        )
-    )
+    head = _CHECK_HEAD.pack(_CHECK_COLUMNS, 8, pg_micros(e.observed_at), 16)
+    fields = map(_call, _ROW_ENCODERS, e.row)
+    return b"".join((head, e.event_id.bytes, _text(e.agent), *fields))
+
+
+def _call(encode: Callable[[Any], bytes], value: Any) -> bytes:
+    return encode(value)
 
 
 _EVENT_HEAD = struct.Struct("!hi").pack(4, 16)

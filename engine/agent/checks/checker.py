@@ -40,7 +40,6 @@ import socket
 import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,6 +55,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from engine import __version__
+from engine.check_result import CheckResult
 from engine.targets.model import Target
 
 log = logging.getLogger(__name__)
@@ -81,51 +81,6 @@ DNS_THREADS = 32
 
 _READ_CHUNK = 65536
 _USER_AGENT = f"metrictui/{__version__} (website check)"
-
-
-@dataclass(frozen=True, slots=True)
-class CheckResult:
-    """The outcome of one check of one target; a site being down is a result, not an error."""
-
-    target: str
-    url: str
-    method: str
-    started_at: datetime
-    ok: bool
-    status_code: int | None
-    reason: str | None
-    error: str | None
-    dns_ms: float | None
-    connect_ms: float | None
-    tls_ms: float | None
-    ttfb_ms: float | None
-    total_ms: float | None
-    content_match: bool | None
-    cert_expires_at: datetime | None
-    resolved_ip: str | None
-
-    def to_payload(self) -> dict[str, Any]:
-        """JSON-ready dict for the Kafka envelope; datetimes as ISO-8601 with offset."""
-        return {
-            "target": self.target,
-            "url": self.url,
-            "method": self.method,
-            "started_at": self.started_at.isoformat(),
-            "ok": self.ok,
-            "status_code": self.status_code,
-            "reason": self.reason,
-            "error": self.error,
-            "dns_ms": self.dns_ms,
-            "connect_ms": self.connect_ms,
-            "tls_ms": self.tls_ms,
-            "ttfb_ms": self.ttfb_ms,
-            "total_ms": self.total_ms,
-            "content_match": self.content_match,
-            "cert_expires_at": (
-                self.cert_expires_at.isoformat() if self.cert_expires_at is not None else None
-            ),
-            "resolved_ip": self.resolved_ip,
-        }
 
 
 def one_line(text: str, limit: int = ERROR_MAX_CHARS) -> str:

@@ -40,7 +40,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import engine
-from engine.agent.checks.checker import CheckResult
 from engine.agent.checks.wire import (
     MISSED,
     RESULT,
@@ -52,6 +51,7 @@ from engine.agent.checks.wire import (
     result_from_wire,
     targets_to_wire,
 )
+from engine.check_result import CheckResult
 from engine.targets.model import Target
 
 log = logging.getLogger("metrictui.checks")

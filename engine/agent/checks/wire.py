@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from engine.agent.checks.checker import CheckResult
+from engine.check_result import FIELD_SPECS, RESULT_FIELDS, CheckResult, Kind
 from engine.targets.model import Target
 
 SETUP = 0
@@ -94,50 +94,23 @@ def _moment(micros: int | None) -> datetime | None:
     return None if micros is None else _EPOCH + timedelta(microseconds=micros)
 
 
+_TIME_AT = frozenset(
+    i for i, spec in enumerate(FIELD_SPECS) if spec.kind in (Kind.TIME, Kind.OPT_TIME)
+)
+
+
 def result_to_wire(r: CheckResult) -> tuple[Any, ...]:
     """A `CheckResult` as a tuple of plain values (inverse: `result_from_wire`)."""
-    return (
-        r.target,
-        r.url,
-        r.method,
-        _micros(r.started_at),
-        r.ok,
-        r.status_code,
-        r.reason,
-        r.error,
-        r.dns_ms,
-        r.connect_ms,
-        r.tls_ms,
-        r.ttfb_ms,
-        r.total_ms,
-        r.content_match,
-        _micros(r.cert_expires_at),
-        r.resolved_ip,
+    return tuple(
+        _micros(getattr(r, name)) if i in _TIME_AT else getattr(r, name)
+        for i, name in enumerate(RESULT_FIELDS)
     )
 
 
 def result_from_wire(t: tuple[Any, ...]) -> CheckResult:
     """The `CheckResult` that `result_to_wire` flattened, equal field for field."""
-    started_at = _moment(t[3])
-    assert started_at is not None
-    return CheckResult(
-        target=t[0],
-        url=t[1],
-        method=t[2],
-        started_at=started_at,
-        ok=t[4],
-        status_code=t[5],
-        reason=t[6],
-        error=t[7],
-        dns_ms=t[8],
-        connect_ms=t[9],
-        tls_ms=t[10],
-        ttfb_ms=t[11],
-        total_ms=t[12],
-        content_match=t[13],
-        cert_expires_at=_moment(t[14]),
-        resolved_ip=t[15],
-    )
+    values: list[Any] = [_moment(v) if i in _TIME_AT else v for i, v in enumerate(t)]
+    return CheckResult(*values)
 
 
 def targets_to_wire(targets: Iterable[Target]) -> list[tuple[Any, ...]]:

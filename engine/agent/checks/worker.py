@@ -26,7 +26,7 @@ from typing import Any
 
 import uvloop
 
-from engine.agent.checks.checker import Checker, CheckResult
+from engine.agent.checks.checker import Checker
 from engine.agent.checks.wire import (
     MISSED,
     RESULT,
@@ -39,6 +39,7 @@ from engine.agent.checks.wire import (
     targets_from_wire,
 )
 from engine.agent.scheduler import CheckScheduler
+from engine.check_result import CheckResult
 from engine.envelope import encode_event
 from engine.logs import OneLineFormatter
 
