@@ -25,6 +25,22 @@ from bench.fleet_rig import (
     p95,
 )
 
+FLEET_KEYS = (
+    "fleet_failover_kill_p95_s",
+    "fleet_failover_kill_max_s",
+    "fleet_failover_term_max_s",
+    "fleet_double_checks",
+    "fleet_missed_checks",
+    "fleet_edit_p95_s",
+)
+
+
+def fleet_sizes(scale: str) -> dict[str, Any]:
+    """The issue's case at full scale (3 agents, 300 targets, 5 s); a quick one for tiny."""
+    if scale == "tiny":
+        return {"agents": 3, "targets": 30, "interval": 2.0, "steady_s": 8.0}
+    return {"agents": 3, "targets": 300, "interval": 5.0, "steady_s": 60.0}
+
 
 def _start_fleet(rig: FleetRig, agents: int, targets: int, interval: float) -> None:
     result = rig.import_targets(rig.targets(targets, interval))
