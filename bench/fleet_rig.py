@@ -9,6 +9,7 @@ Every figure is read back from `checks_v` / `agents_v` (check start times, agent
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import signal
 import subprocess
@@ -23,6 +24,7 @@ from typing import Any
 
 import psycopg
 import tomli_w
+from aiokafka.admin import AIOKafkaAdminClient
 
 from engine.config.model import KafkaConfig
 from engine.fleet.publish import publish_targets
@@ -56,6 +58,7 @@ class FleetRig:
     agents: dict[str, Agent] = field(default_factory=dict)
     sink: subprocess.Popen[bytes] | None = None
     session_timeout_s: float = 3.0
+    targets_partitions: int = 60
 
     @property
     def schema(self) -> str:
@@ -74,6 +77,7 @@ class FleetRig:
                 "metrics_topic": f"f-{self.tag}.metrics",
                 "checks_topic": f"f-{self.tag}.checks",
                 "targets_topic": f"f-{self.tag}.targets",
+                "targets_partitions": self.targets_partitions,
                 "partitions": 3,
                 "request_timeout_s": 5.0,
             },
@@ -149,8 +153,22 @@ class FleetRig:
                 proc.wait()
 
     def drop_schema(self) -> None:
+        """Drop the schema and delete the topics (many partitions slow a broker's restart)."""
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'.encode())
+        with contextlib.suppress(Exception):
+            asyncio.run(self._delete_topics())
+
+    async def _delete_topics(self) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            kafka = self.config_doc("x", "x", "producer")["kafka"]
+            topics = [kafka["metrics_topic"], kafka["checks_topic"], kafka["targets_topic"]]
+            existing = set(await admin.list_topics())
+            await admin.delete_topics([t for t in topics if t in existing])
+        finally:
+            await admin.close()
 
     # -- targets ------------------------------------------------------------------------
 

@@ -22,7 +22,9 @@ INTERVAL = 2.0
 
 @pytest.fixture
 def rig(stack: StackInfo, tmp_path: Path) -> Iterator[FleetRig]:
-    r = FleetRig(stack.bootstrap, stack.dsn, str(stack.env["web_url"]), tmp_path)
+    r = FleetRig(
+        stack.bootstrap, stack.dsn, str(stack.env["web_url"]), tmp_path, targets_partitions=12
+    )
     yield r
     r.stop_all()
     r.drop_schema()

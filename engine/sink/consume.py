@@ -372,6 +372,9 @@ class Sink:
         if not beats or self.store.conn is None:
             return
         try:
+            await self.store.ensure_partitions(
+                {e.observed_at.astimezone(UTC).date() for e in beats}
+            )
             await upsert_heartbeats(self.store.conn, self.store.schema, beats)
         except psycopg.Error as exc:
             line = f"storing {len(beats)} agent heartbeats failed: {postgres_error_line(exc)}"
