@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from typing import Literal
 
 import psycopg
-from aiokafka.errors import KafkaError
 
 from engine.agent.checks.checker import Checker
 from engine.agent.checks.pool import CheckWorkerPool, WorkerSetup, worker_count
@@ -27,18 +26,18 @@ from engine.agent.scheduler import CheckScheduler
 from engine.check_result import CheckResult
 from engine.config import Config
 from engine.db.migrate import migrate
+from engine.db.pg_errors import is_fatal_postgres_error, postgres_error_line
 from engine.db.retention import retention_loop
 from engine.envelope import encode_event, metrics_payload
 from engine.errors import ConnectError, UserError
-from engine.fleet.publish import publish_targets
 from engine.fleet.share import FleetTargets
 from engine.kafka.shipper import Shipper
 from engine.kafka.spool import Spool
 from engine.kafka.topics import ensure_topics
-from engine.sink.consume import Sink, is_fatal_postgres_error, postgres_error_line
-from engine.stats import LatestSample, Stats, StatsSnapshot, TargetStatus
+from engine.sink.consume import Sink
+from engine.stats import ConnState, LatestSample, Stats, StatsSnapshot, TargetStatus
+from engine.targets import Target, load_targets, save_targets
 from engine.targets.metric_state import load_enabled, save_enabled
-from engine.targets.model import Target, load_targets, save_targets
 
 Role = Literal["all", "producer", "consumer"]
 ROLES: tuple[Role, ...] = ("all", "producer", "consumer")
@@ -82,9 +81,11 @@ class Engine:
         """Start every part of this role. Raises UserError for problems the user must fix."""
         cfg = self.config
         client_id = f"metrictui-{self.agent}"
-        self.stats.kafka_state = "connecting"
+        if self.produces:
+            self.stats.set_kafka_state("producer", ConnState.CONNECTING)
         if self.consumes:
-            self.stats.postgres_state = "connecting"
+            self.stats.set_kafka_state("consumer", ConnState.CONNECTING)
+            self.stats.postgres_state = ConnState.CONNECTING
         fleet = cfg.targets_source == "kafka"
         if self.produces and not fleet:  # validate before anything connects
             self._targets = {t.name: t for t in load_targets(cfg.targets_file)}
@@ -119,7 +120,7 @@ class Engine:
                     raise ConnectError(
                         postgres_error_line(exc) + "; check [postgres] dsn"
                     ) from None
-                self.stats.postgres_state = "down"
+                self.stats.postgres_state = ConnState.DOWN
                 log.warning("PostgreSQL not reachable at start; will retry")
             self._tasks.append(asyncio.create_task(self.sink.run(), name="sink"))
             if cfg.postgres.retention_days > 0:  # drop expired daily partitions, hourly
@@ -133,14 +134,8 @@ class Engine:
             body_max = cfg.agent.check_body_max_kb * 1024
             workers = worker_count(cfg.agent.check_workers, self._targets.values())
             if workers:  # many targets: check in worker processes (engine.agent.checks.pool)
-                setup = WorkerSetup(
-                    self.agent,
-                    self.host,
-                    body_max,
-                    cfg.agent.check_concurrency,
-                    cfg.agent.location,
-                    clock_phase=fleet,
-                )
+                concurrency, where = cfg.agent.check_concurrency, cfg.agent.location
+                setup = WorkerSetup(self.agent, self.host, body_max, concurrency, where, fleet)
                 self.scheduler = CheckWorkerPool(
                     workers, setup, self._on_check, lambda line: self.stats.error("checks", line)
                 )
@@ -148,11 +143,9 @@ class Engine:
             else:
                 self.checker = Checker(body_max_bytes=body_max)
                 await self.checker.start()
+                concurrency = cfg.agent.check_concurrency
                 self.scheduler = CheckScheduler(
-                    self.checker,
-                    self._on_check,
-                    concurrency=cfg.agent.check_concurrency,
-                    clock_phase=fleet,
+                    self.checker, self._on_check, concurrency=concurrency, clock_phase=fleet
                 )
             self._publish_targets()
             self.scheduler.start()
@@ -347,15 +340,8 @@ class Engine:
             self.on_change()
 
     async def _publish_edit(self, targets: dict[str, Target]) -> None:
-        upserts = [t for name, t in targets.items() if self._targets.get(name) != t]
-        deletes = [name for name in self._targets if name not in targets]
-        try:
-            await publish_targets(self.config.kafka, upserts, deletes, timeout=15.0)
-        except (KafkaError, OSError, TimeoutError) as exc:  # the edit did not happen
-            raise UserError(
-                f"cannot publish the change to the targets topic ({type(exc).__name__}); "
-                "Kafka must be reachable to edit a fleet's targets"
-            ) from None
+        assert self.fleet is not None
+        await self.fleet.publish_edit(self._targets, targets)
         self._targets = targets  # the table confirms it a moment later
         self._publish_targets()
         if self.on_change is not None:

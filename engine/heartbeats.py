@@ -1,9 +1,12 @@
-"""The heartbeat event: what an agent says about itself every `[agent] heartbeat_interval`.
+"""The heartbeat event: what an agent says about itself every `[agent] heartbeat_interval`,
+and `FleetAgent`, the dashboard's and /metrics' view of an agent's latest heartbeat.
 
 An envelope of type "heartbeat" and version 1.1 (a minor version: sinks that know 1.0 accept
 the envelope and set the unknown type aside as a dead letter, so upgrade sinks before agents).
-Agents build the payload with `heartbeat_payload`; the sink reads it with `parse_heartbeat`
-and keeps the latest per agent (`agents` table, `agents_v` view).
+Agents build it with `Heartbeat.to_payload`; the sink reads it with `parse_heartbeat`
+and keeps the latest per agent (`agents` table, `agents_v` view, `FleetAgent` in the stats).
+It sits at the engine's base, like check_result, because the agent, the sink and the stats all
+read it. States: stale after the agent's `stale_after_s`, offline after `offline_after_s`.
 """
 
 from __future__ import annotations
@@ -108,3 +111,54 @@ def parse_heartbeat(p: Mapping[str, Any]) -> Heartbeat:
         stale_after_s=_seconds(p, "stale_after_s"),
         offline_after_s=_seconds(p, "offline_after_s"),
     )
+
+
+STATES = ("live", "stale", "offline")
+
+
+@dataclass(frozen=True, slots=True)
+class FleetAgent:
+    """One agent as its newest heartbeat described it."""
+
+    agent: str
+    host: str
+    location: str
+    version: str
+    role: str
+    last_seen: datetime
+    targets_assigned: int
+    idle: bool
+    spool_depth: int
+    errors_total: int
+    stale_after_s: float
+    offline_after_s: float
+
+    def state(self, now: datetime) -> str:
+        age = (now - self.last_seen).total_seconds()
+        if age > self.offline_after_s:
+            return "offline"
+        if age > self.stale_after_s:
+            return "stale"
+        return "live"
+
+    def to_list(self) -> list[Any]:
+        return [
+            self.agent, self.host, self.location, self.version, self.role,
+            self.last_seen.isoformat(), self.targets_assigned, self.idle, self.spool_depth,
+            self.errors_total, self.stale_after_s, self.offline_after_s,
+        ]  # fmt: skip
+
+    @classmethod
+    def from_list(cls, v: list[Any]) -> FleetAgent:
+        return cls(
+            str(v[0]), str(v[1]), str(v[2]), str(v[3]), str(v[4]), datetime.fromisoformat(v[5]),
+            int(v[6]), bool(v[7]), int(v[8]), int(v[9]), float(v[10]), float(v[11]),
+        )  # fmt: skip
+
+
+def state_counts(agents: tuple[FleetAgent, ...], now: datetime) -> dict[str, int]:
+    """How many agents are live, stale and offline (every state present, zero or more)."""
+    counts = dict.fromkeys(STATES, 0)
+    for a in agents:
+        counts[a.state(now)] += 1
+    return counts

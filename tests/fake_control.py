@@ -22,7 +22,7 @@ from engine.agent.collectors import COLLECTOR_NAMES
 from engine.db.history import TargetHistory
 from engine.errors import UserError
 from engine.stats import ErrorEntry, LatestSample, PartitionLag, StatsSnapshot, TargetStatus
-from engine.targets.model import Target
+from engine.targets import Target
 
 FAKE_NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 HOSTILE_ESCAPE = "\x1b]0;owned\x07"

@@ -29,7 +29,7 @@ from engine.check_result import CheckResult
 from engine.config import load_config
 from engine.engine import Engine
 from engine.envelope import decode_event
-from engine.targets.model import Target
+from engine.targets import Target
 
 INTERVAL = 0.5
 

@@ -29,7 +29,7 @@ from engine.agent.scheduler import CheckScheduler, spread
 from engine.check_result import CheckResult
 from engine.config import load_config
 from engine.errors import UserError
-from engine.targets.model import Target
+from engine.targets import Target
 
 
 def a_result(**changes: object) -> CheckResult:

@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 import pytest
 from sites import LocalSites
 
-from engine.agent.checks.checker import REASONS, Checker, one_line
+from engine.agent.checks.checker import REASONS, Checker, squash_line
 from engine.check_result import RESULT_FIELDS, CheckResult
-from engine.targets.model import Target
+from engine.targets import Target
 
 
 @pytest.fixture
@@ -355,7 +355,7 @@ async def test_cancelling_a_check_propagates_cancellation(sites: LocalSites) -> 
 async def test_error_text_is_one_line_and_capped() -> None:
     hostile = "line one\r\nline two\x1b[31m red\x00" + "x" * 1000
 
-    text = one_line(hostile)
+    text = squash_line(hostile)
 
     assert len(text) == 300
     assert "\n" not in text and "\r" not in text and "\x1b" not in text and "\x00" not in text

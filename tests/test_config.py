@@ -19,7 +19,7 @@ from engine.config import (
     resolve_config_path,
 )
 from engine.errors import ConfigError
-from engine.targets.model import load_targets
+from engine.targets import load_targets
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "s3cr3t-Pa55word-do-not-print"

@@ -34,7 +34,7 @@ from engine.envelope import (
     metrics_payload,
     new_event_id,
 )
-from engine.kafka.shipper import KeyPartitioner
+from engine.kafka.producer_parts import KeyPartitioner
 from engine.sink.store import Store
 
 names = st.text(min_size=1, max_size=12).filter(lambda s: "\x00" not in s)

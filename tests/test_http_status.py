@@ -20,7 +20,7 @@ from sites import LocalSites
 
 from engine.headless.health import HealthJudge
 from engine.headless.prom import escape_label_value, render_metrics
-from engine.stats import Stats, StatsSnapshot, TargetStatus
+from engine.stats import ConnState, Stats, StatsSnapshot, TargetStatus
 
 NASTY = 'a "quoted" \\back\\slash\nnew line }{,= target'
 
@@ -36,8 +36,9 @@ def _parse(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
 
 def _snapshot(**changes: object) -> StatsSnapshot:
     stats = Stats("all", "agent-1")
-    stats.kafka_state = "connected"
-    stats.postgres_state = "connected"
+    stats.set_kafka_state("producer", ConnState.CONNECTED)
+    stats.set_kafka_state("consumer", ConnState.CONNECTED)
+    stats.postgres_state = ConnState.CONNECTED
     stats.produced.total = 120
     stats.consumed.total = 118
     stats.inserted.total = 4000

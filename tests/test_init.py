@@ -12,7 +12,7 @@ from conftest import ROOT, metrictui_cmd
 
 from engine.config import load_config
 from engine.config.init import example_config_text
-from engine.targets.model import load_targets
+from engine.targets import load_targets
 
 
 def _env(home: Path, **extra: str) -> dict[str, str]:

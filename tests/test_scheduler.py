@@ -21,7 +21,7 @@ from engine.agent.scheduler import (
     spread,
 )
 from engine.check_result import CheckResult
-from engine.targets.model import Target
+from engine.targets import Target
 
 
 @pytest.fixture

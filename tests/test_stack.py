@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from engine.config import load_config
-from engine.targets.model import load_targets
+from engine.targets import load_targets
 
 REPO = Path(__file__).resolve().parent.parent
 STACK_PY = REPO / "stack" / "stack.py"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import ConfigError
-from engine.targets.model import (
+from engine.targets import (
     Target,
     load_targets,
     save_targets,

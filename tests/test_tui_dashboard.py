@@ -7,7 +7,7 @@ import re
 
 from fake_control import BOLD_NAME, CLICK_NAME, FakeControl, screen_text, wait_for
 
-from engine.targets.model import Target
+from engine.targets import Target
 from tui.app import MetricTuiApp
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.help import HelpScreen

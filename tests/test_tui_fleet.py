@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from fake_control import FakeControl, screen_text, settle
 
-from engine.fleet.view import FleetAgent
+from engine.heartbeats import FleetAgent
 from engine.stats import StatsSnapshot
 from tui.app import MetricTuiApp
 from tui.screens.dashboard import DashboardScreen

@@ -10,7 +10,7 @@ from textual.widgets import Input, Static, Switch
 
 from engine.db.history import TargetHistory
 from engine.errors import UserError
-from engine.targets.model import Target
+from engine.targets import Target
 from tui.app import MetricTuiApp
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.dashboard import DashboardScreen

@@ -19,7 +19,7 @@ from engine.config import Config, load_config, resolve_config_path
 from engine.engine import ROLES, Role
 from engine.errors import ConfigError, UserError
 from engine.logs import JsonFormatter, setup_logging
-from engine.targets.model import Target, load_targets
+from engine.targets import Target, load_targets
 from tui import targets_cli
 
 
@@ -143,7 +143,7 @@ async def _migrate(config: Config) -> int:
     try:
         applied = await migrate(dsn.reveal(), config.postgres.schema)
     except psycopg.Error as exc:
-        from engine.sink.consume import postgres_error_line
+        from engine.db.pg_errors import postgres_error_line
 
         raise UserError(postgres_error_line(exc) + "; check [postgres] dsn") from None
     schema = config.postgres.schema
@@ -173,8 +173,8 @@ async def _report(config: Config, args: argparse.Namespace) -> int:
 async def _retention(config: Config, args: argparse.Namespace) -> int:
     import psycopg
 
+    from engine.db.pg_errors import postgres_error_line
     from engine.db.retention import run_retention_once
-    from engine.sink.consume import postgres_error_line
 
     dsn = config.postgres.dsn
     if dsn is None:

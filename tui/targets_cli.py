@@ -18,7 +18,7 @@ from engine.fleet.importing import read_import_file
 from engine.fleet.publish import publish_targets
 from engine.fleet.table import TargetsTable, read_table
 from engine.kafka.topics import ensure_topics
-from engine.targets.model import Target, save_targets, target_to_dict
+from engine.targets import Target, save_targets, target_to_dict
 
 
 def add_parser(

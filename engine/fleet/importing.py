@@ -9,13 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.errors import ConfigError
-from engine.targets.model import (
-    Target,
-    one_line,
-    read_toml,
-    target_field_problems,
-    target_from_dict,
-)
+from engine.errors import escape_controls as one_line
+from engine.files import read_toml
+from engine.targets import Target, target_field_problems, target_from_dict
 
 
 def read_import_file(path: Path) -> tuple[list[Target], list[str]]:

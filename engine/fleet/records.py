@@ -14,7 +14,8 @@ from pathlib import Path
 import orjson
 
 from engine.errors import ConfigError
-from engine.targets.model import Target, one_line, target_from_dict, target_to_dict
+from engine.errors import escape_controls as one_line
+from engine.targets import Target, target_from_dict, target_to_dict
 
 RECORD_VERSION = "1.0"
 RECORD_MAJOR = 1

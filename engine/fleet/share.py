@@ -12,8 +12,12 @@ import logging
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 
+from aiokafka.errors import KafkaError
+
 from engine.config.model import Config
+from engine.errors import UserError
 from engine.fleet.membership import GroupMember
+from engine.fleet.publish import publish_targets
 from engine.fleet.table import TargetsTable
 from engine.targets.model import Target
 
@@ -51,6 +55,7 @@ class FleetTargets:
         member: bool = True,
     ) -> None:
         self.location = config.agent.location
+        self._kafka = config.kafka
         base_dir = config.targets_file.parent if config.targets_file else Path.cwd()
         self._on_change = on_change
         self._on_problem = on_problem
@@ -95,6 +100,19 @@ class FleetTargets:
         self._said_idle = not partitions
         log.info("fleet: %d partitions of the targets topic assigned", len(partitions))
         self._on_change()
+
+    async def publish_edit(self, old: Mapping[str, Target], new: Mapping[str, Target]) -> None:
+        """Publish what changed between two versions of the table (a dashboard edit); raises
+        UserError when Kafka does not take it, so the edit is refused visibly."""
+        upserts = [t for name, t in new.items() if old.get(name) != t]
+        deletes = [name for name in old if name not in new]
+        try:
+            await publish_targets(self._kafka, upserts, deletes, timeout=15.0)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            raise UserError(
+                f"cannot publish the change to the targets topic ({type(exc).__name__}); "
+                "Kafka must be reachable to edit a fleet's targets"
+            ) from None
 
     def start(self) -> None:
         self.table.start()

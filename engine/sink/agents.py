@@ -9,15 +9,21 @@ upsert besides INSERT (README, least privilege).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from datetime import UTC
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from engine.db.pg_errors import postgres_error_line
 from engine.envelope import CheckEvent, HeartbeatEvent
-from engine.fleet.view import FleetAgent
+from engine.heartbeats import FleetAgent
+from engine.sink.store import Store
 from engine.stats import Stats
+
+log = logging.getLogger("metrictui.sink")
 
 _COLUMNS = (
     "agent",
@@ -99,6 +105,46 @@ async def upsert_heartbeats(
         await conn.execute(claim, claimed)
         cur = await conn.execute(query, params)
     return cur.rowcount
+
+
+async def store_heartbeats(
+    store: Store, stats: Stats, beats: Sequence[HeartbeatEvent], last_error: str | None
+) -> str | None:
+    """Keep the latest heartbeat per agent (and each once in `events`); returns the error line
+    (None when stored). A failure is shown once per cause and not retried: the batch's events
+    are in already, and the agent's next heartbeat replaces this one."""
+    if not beats or store.conn is None:
+        return None
+    try:
+        await store.ensure_partitions({e.observed_at.astimezone(UTC).date() for e in beats})
+        await upsert_heartbeats(store.conn, store.schema, beats)
+    except psycopg.Error as exc:
+        line = f"storing {len(beats)} agent heartbeats failed: {postgres_error_line(exc)}"
+        if line != last_error:
+            log.warning("%s", line)
+        stats.error("postgres", line)
+        return line
+    return None
+
+
+class HeartbeatKeeper:
+    """Collects the heartbeats the sink decodes (`pending`) and stores them with each batch.
+
+    Heartbeats decoded for the next batch may be stored with this one: storing is idempotent
+    (the event id is claimed once, an older heartbeat never wins), so that is harmless.
+    """
+
+    def __init__(self, store: Store, stats: Stats) -> None:
+        self.store = store
+        self.stats = stats
+        self.pending: list[HeartbeatEvent] = []
+        self._error: str | None = None
+
+    async def keep(self, checks: Sequence[CheckEvent]) -> None:
+        """Store the pending heartbeats; show the fleet what this batch says about it."""
+        beats, self.pending[:] = list(self.pending), []
+        self._error = await store_heartbeats(self.store, self.stats, beats, self._error)
+        note_fleet(self.stats, beats, checks)
 
 
 def note_fleet(stats: Stats, beats: Sequence[HeartbeatEvent], checks: Sequence[CheckEvent]) -> None:
