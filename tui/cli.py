@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--target", metavar="NAME", help="only this website target")
     rep.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
+    srv = sub.add_parser("serve", help="serve the dashboard to web browsers (one tab, one process)")
+    _common(srv, sub=True)
+    srv.add_argument(
+        "--listen", metavar="HOST:PORT", help="address to serve on (default 127.0.0.1:8640)"
+    )
     ini = sub.add_parser("init", help="write a commented config and an example targets file")
     _common(ini, sub=True)
     ini.add_argument(
@@ -239,6 +244,10 @@ def run(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_retention(config, args))
         if args.command == "targets":
             return targets_cli.run_targets(config, args)
+        if args.command == "serve":
+            from tui.serve.command import serve_command
+
+            return serve_command(config, args.listen)
         role = cast(Role, args.role)
         if args.headless:
             from engine.headless.run import run_headless
