@@ -22,10 +22,10 @@ from bench.kafka_parts import TIMEOUT_S
 from bench.measure import Throughput
 from bench.pgbinary import copy_data
 from bench.workload import Message
-from engine.check_result import CHECK_FIELDS
 from engine.config import Config
 from engine.db.migrate import migrate
 from engine.envelope import CheckEvent, MetricsEvent, decode_event
+from engine.records.check_result import CHECK_FIELDS
 from engine.sink.store import Store
 
 SAMPLE_TYPES = ("timestamptz", "int8", "float8")

@@ -23,7 +23,6 @@ from engine.agent.checks.pool import CheckWorkerPool, WorkerSetup, worker_count
 from engine.agent.collectors import COLLECTOR_NAMES, HostCollector
 from engine.agent.heartbeat import heartbeat_loop
 from engine.agent.scheduler import CheckScheduler
-from engine.check_result import CheckResult
 from engine.config import Config
 from engine.db.migrate import migrate
 from engine.db.pg_errors import is_fatal_postgres_error, postgres_error_line
@@ -34,6 +33,7 @@ from engine.fleet.share import FleetTargets
 from engine.kafka.shipper import Shipper
 from engine.kafka.spool import Spool
 from engine.kafka.topics import ensure_topics
+from engine.records.check_result import CheckResult
 from engine.sink.consume import Sink
 from engine.stats import ConnState, LatestSample, Stats, StatsSnapshot, TargetStatus
 from engine.targets import Target, load_targets, save_targets

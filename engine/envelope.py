@@ -3,7 +3,7 @@
     {"v": "1.0", "id": "<uuid4>", "type": "metrics" | "check", "agent": "...", "host": "...",
      "observed_at": "<iso8601>", "sent_at": "<iso8601>", "payload": {...}}
 
-heartbeat payload: engine.heartbeats.Heartbeat.to_payload() (version 1.1, one per interval).
+heartbeat payload: engine.records.heartbeats.Heartbeat.to_payload() (version 1.1, one per interval).
 metrics payload: {"samples": [[metric, {label: value}, value, unit], ...]} (one event per tick).
 check payload:   CheckResult.to_payload() (one event per check).
 
@@ -26,8 +26,8 @@ from typing import Any
 
 import orjson
 
-from engine.check_result import NAME_MAX, ROW_SPECS, TEXT_MAX, FieldSpec, Kind
-from engine.heartbeats import HEARTBEAT_VERSION, BadHeartbeat, Heartbeat, parse_heartbeat
+from engine.records.check_result import NAME_MAX, ROW_SPECS, TEXT_MAX, FieldSpec, Kind
+from engine.records.heartbeats import HEARTBEAT_VERSION, BadHeartbeat, Heartbeat, parse_heartbeat
 
 SCHEMA_VERSION = "1.0"
 MAJOR = 1

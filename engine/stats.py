@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from engine.heartbeats import FleetAgent
+from engine.records.heartbeats import FleetAgent
 
 HISTORY_SECONDS = 300
 ERRORS_KEPT = 100

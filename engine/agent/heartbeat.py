@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from engine import __version__
 from engine.config.model import AgentConfig
 from engine.envelope import encode_heartbeat
-from engine.heartbeats import FleetAgent, Heartbeat
+from engine.records.heartbeats import FleetAgent, Heartbeat
 from engine.stats import Stats
 
 

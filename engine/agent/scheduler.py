@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from engine.check_result import CheckResult
+from engine.records.check_result import CheckResult
 from engine.targets import Target
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from engine import __version__
-from engine.heartbeats import state_counts
+from engine.records.heartbeats import state_counts
 from engine.stats import StatsSnapshot
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

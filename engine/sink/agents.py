@@ -19,7 +19,7 @@ from psycopg import sql
 
 from engine.db.pg_errors import postgres_error_line
 from engine.envelope import CheckEvent, HeartbeatEvent
-from engine.heartbeats import FleetAgent
+from engine.records.heartbeats import FleetAgent
 from engine.sink.store import Store
 from engine.stats import Stats
 

@@ -17,7 +17,7 @@ from engine.fleet.importing import read_import_file
 from engine.fleet.records import BadRecord, decode_target, encode_target, tombstone
 from engine.fleet.share import targets_to_check
 from engine.headless.prom import render_metrics
-from engine.heartbeats import FleetAgent, Heartbeat
+from engine.records.heartbeats import FleetAgent, Heartbeat
 from engine.stats import Stats
 from engine.targets.model import Target
 

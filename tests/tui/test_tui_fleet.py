@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
-from engine.heartbeats import FleetAgent
+from engine.records.heartbeats import FleetAgent
 from engine.stats import StatsSnapshot
 from helpers.fake_control import FakeControl, screen_text, settle
 from tui.app import MetricTuiApp

@@ -18,7 +18,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Static
 
 from engine.control.protocol import Control
-from engine.heartbeats import FleetAgent, state_counts
+from engine.records.heartbeats import FleetAgent, state_counts
 from engine.stats import StatsSnapshot
 from tui.widgets.safe_text import safe_text
 from tui.widgets.units import human_age

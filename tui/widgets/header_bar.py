@@ -6,7 +6,7 @@ from datetime import UTC
 
 from rich.text import Text
 
-from engine.heartbeats import state_counts
+from engine.records.heartbeats import state_counts
 from engine.stats import StatsSnapshot
 from tui.widgets.line import Line
 from tui.widgets.safe_text import safe_text

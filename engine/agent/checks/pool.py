@@ -51,7 +51,7 @@ from engine.agent.checks.wire import (
     result_from_wire,
     targets_to_wire,
 )
-from engine.check_result import CheckResult
+from engine.records.check_result import CheckResult
 from engine.targets import Target
 
 log = logging.getLogger("metrictui.checks")

@@ -39,9 +39,9 @@ from engine.agent.checks.wire import (
     targets_from_wire,
 )
 from engine.agent.scheduler import CheckScheduler
-from engine.check_result import CheckResult
 from engine.envelope import encode_event
 from engine.logs import OneLineFormatter
+from engine.records.check_result import CheckResult
 
 log = logging.getLogger("metrictui.check_worker")
 
