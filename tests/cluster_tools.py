@@ -24,6 +24,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from aiokafka.errors import KafkaError
 from conftest import ROOT, Pipeline, StackInfo
 from faults import Agent, Agents, assert_conserved, config_variant, metrics_gaps, stored_count
 from faults import wait_for as wait_or_fail
@@ -111,8 +112,13 @@ def leader_of_both(load: Load) -> int:
     return sorted(both, key=lambda n: -sum(i["leader"] == n for i in parts.values()))[0]
 
 
-def coordinator_of(load: Load) -> int:
-    return asyncio.run(group_coordinator(load.p.stack.bootstrap, load.p.group_id))
+def coordinator_of(load: Load) -> int | None:
+    """The group's coordinator node, or None while Kafka cannot say (the admin client may ask
+    the dead node first)."""
+    try:
+        return asyncio.run(group_coordinator(load.p.stack.bootstrap, load.p.group_id))
+    except (KafkaError, OSError, TimeoutError):
+        return None
 
 
 def status_count(agent: Agent) -> int:
