@@ -1,4 +1,4 @@
-"""Helpers for the fault tests on the three-node cluster (tests/test_faults_cluster.py).
+"""Helpers for the fault tests on the three-node cluster (tests/faults/test_faults_cluster.py).
 
 Every test runs the same load: a real sink (`metrictui --role consumer`), a real agent
 (`--role producer`) checking three local targets every second, and a soak feeder
