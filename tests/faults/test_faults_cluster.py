@@ -110,8 +110,9 @@ def test_below_min_isr_the_agent_spools_says_why_and_replays_when_a_node_returns
         cluster.kill_node(*down)  # at the same moment
         below = time.monotonic()
         wait_for(lambda: int(load.producer.last_status().get("spool", 0)) >= 5, 90, "spooling")
+        # (kafka= may already say "connected": the agent reconnects to the surviving node at
+        # once, though no write can be acknowledged there.)
         status = load.producer.last_status()
-        assert status["kafka"] in ("down", "connecting"), status
         # One line says why (said when Kafka goes down, not once per failed batch).
         lines = [ln for ln in load.producer.text().splitlines()[logged:] if "spooling" in ln]
         assert lines, load.producer.tail()
