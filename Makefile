@@ -1,4 +1,5 @@
 # Two commands matter: `make run` and `make test`. Both set everything up and are idempotent.
+# METRICTUI_STACK_BROKERS=3 make stack-up (and stack-status, run) uses a three-node Kafka cluster.
 SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
@@ -7,17 +8,20 @@ STAMP := $(VENV)/.installed
 STACK_DIR := $(or $(METRICTUI_STACK_DIR),.stack)
 DEV_CONFIG := $(STACK_DIR)/metrictui.toml
 
-.PHONY: run test setup system-deps stack-up stack-down stack-status migrate lint bench bench-smoke bench-peers clean
+.PHONY: run test setup system-deps stack-up stack-down stack-status migrate lint bench bench-smoke bench-peers soak clean
 
 setup: system-deps $(STAMP)
 
-# Tools the tests drive (tmux for the real-terminal test). Java 17+, Maven and PostgreSQL's
-# server binaries are checked (and PostgreSQL installed if absent) by stack/stack.py.
+# Tools the tests drive: tmux for the real-terminal test, Debian's chromium for the browser
+# tests of `metrictui serve`. Java 17+, Maven and PostgreSQL's server binaries are checked (and
+# PostgreSQL installed if absent) by stack/stack.py.
 system-deps:
-	@command -v tmux >/dev/null || { \
+	@missing=""; command -v tmux >/dev/null || missing="$$missing tmux"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing tmux"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null; \
-	  else echo "tmux is required for the terminal tests (apt-get install tmux)"; exit 1; fi; }
+	    echo "installing$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "needed for the tests:$$missing (apt-get install$$missing)"; exit 1; fi; fi
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "python3 (3.11+) is required"; exit 1; }
@@ -52,17 +56,24 @@ test: stack-up
 	$(BIN)/pytest -q -ra
 
 # The full benchmark (a few minutes; >= 1,000,000 sample rows): table on stdout,
-# figures in bench/results/latest.json. `make test` runs the tiny one (tests/test_bench_smoke.py).
+# figures in bench/results/latest.json. `make test` runs the tiny one (tests/delivery/test_bench_smoke.py).
 bench: stack-up
 	$(BIN)/python -m bench --scale full
 
 bench-smoke: stack-up
 	$(BIN)/python -m bench --scale tiny
 
+# 30 minutes at 2,000 events/s against the three-node cluster (started in $(STACK_DIR)/cluster),
+# one random fault every few minutes; the verdict goes to bench/results/soak.json.
+# `make test` runs a 2-minute version (tests/faults/test_soak_short.py). SOAK_MINUTES=10 make soak.
+SOAK_MINUTES ?= 30
+soak: setup
+	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES)
+
 # metrictui against Telegraf 1.37.2 and Kafka Connect 4.1 + Debezium JDBC sink 3.4.0 on the same
 # samples and the same checks (~10 minutes, plus ~12 once to build Telegraf, cached in
 # ~/.cache/metrictui-peers): table on stdout, figures in bench/results/peers.json.
-# `make test` runs a smoke of it without Telegraf (tests/test_bench_peers_smoke.py).
+# `make test` runs a smoke of it without Telegraf (tests/delivery/test_bench_peers_smoke.py).
 bench-peers: stack-up
 	$(BIN)/python -m bench.peers --scale full
 

@@ -25,16 +25,17 @@ from engine.agent.scheduler import CheckScheduler
 from engine.check_result import CheckResult
 from engine.config import Config
 from engine.db.migrate import migrate
+from engine.db.pg_errors import is_fatal_postgres_error, postgres_error_line
 from engine.db.retention import retention_loop
 from engine.envelope import encode_event, metrics_payload
 from engine.errors import ConnectError, UserError
 from engine.kafka.shipper import Shipper
 from engine.kafka.spool import Spool
 from engine.kafka.topics import ensure_topics
-from engine.sink.consume import Sink, is_fatal_postgres_error, postgres_error_line
-from engine.stats import LatestSample, Stats, StatsSnapshot, TargetStatus
+from engine.sink.consume import Sink
+from engine.stats import ConnState, LatestSample, Stats, StatsSnapshot, TargetStatus
+from engine.targets import Target, load_targets, save_targets
 from engine.targets.metric_state import load_enabled, save_enabled
-from engine.targets.model import Target, load_targets, save_targets
 
 Role = Literal["all", "producer", "consumer"]
 ROLES: tuple[Role, ...] = ("all", "producer", "consumer")
@@ -75,9 +76,11 @@ class Engine:
         """Start every part of this role. Raises UserError for problems the user must fix."""
         cfg = self.config
         client_id = f"metrictui-{self.agent}"
-        self.stats.kafka_state = "connecting"
+        if self.produces:
+            self.stats.set_kafka_state("producer", ConnState.CONNECTING)
         if self.consumes:
-            self.stats.postgres_state = "connecting"
+            self.stats.set_kafka_state("consumer", ConnState.CONNECTING)
+            self.stats.postgres_state = ConnState.CONNECTING
         if self.produces:  # validate before anything connects
             self._targets = {t.name: t for t in load_targets(cfg.targets_file)}
         enabled = load_enabled(cfg.targets_file, cfg.agent.metrics)
@@ -111,7 +114,7 @@ class Engine:
                     raise ConnectError(
                         postgres_error_line(exc) + "; check [postgres] dsn"
                     ) from None
-                self.stats.postgres_state = "down"
+                self.stats.postgres_state = ConnState.DOWN
                 log.warning("PostgreSQL not reachable at start; will retry")
             self._tasks.append(asyncio.create_task(self.sink.run(), name="sink"))
             if cfg.postgres.retention_days > 0:  # drop expired daily partitions, hourly

@@ -7,6 +7,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from engine.errors import describe_error
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line, for log shippers (journald, Loki, ...)."""
@@ -43,9 +45,7 @@ class OneLineFormatter(logging.Formatter):
             line = super().format(record)
         finally:
             record.exc_info, record.exc_text = saved
-        detail = str(exc).strip().splitlines()[0][:200] if exc and str(exc).strip() else ""
-        name = type(exc).__name__ if exc else "error"
-        return f"{line} | {name}: {detail}" if detail else f"{line} | {name}"
+        return f"{line} | {describe_error(exc) if exc else 'error'}"
 
 
 def setup_logging(fmt: str = "human", level: str = "info") -> None:

@@ -12,10 +12,28 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, Literal
 
 HISTORY_SECONDS = 300
 ERRORS_KEPT = 100
+
+
+class ConnState(StrEnum):
+    """A connection's state as the status line, /healthz and the dashboard show it."""
+
+    OFF = "off"  # this role does not use the server
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    DOWN = "down"
+
+
+KafkaClient = Literal["producer", "consumer"]
+"""Each Kafka client keeps its own state: in role "all" both run in one engine."""
+
+# What one word says for several clients: the worst of them, so a down consumer is not
+# hidden by a connected producer.
+_WORST_FIRST = (ConnState.DOWN, ConnState.CONNECTING, ConnState.CONNECTED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +96,8 @@ class StatsSnapshot:
     taken_at: datetime
     role: str
     agent: str
-    kafka_state: str
-    postgres_state: str
+    kafka_state: ConnState
+    postgres_state: ConnState
     produced_per_s: float
     consumed_per_s: float
     inserted_per_s: float
@@ -126,8 +144,8 @@ def _same(value: Any) -> Any:
 _SCALARS: dict[str, Callable[[Any], Any]] = {
     "role": str,
     "agent": str,
-    "kafka_state": str,
-    "postgres_state": str,
+    "kafka_state": str,  # compares equal to ConnState; an unknown word from another version
+    "postgres_state": str,  # is kept as it is, not refused
     "produced_per_s": float,
     "consumed_per_s": float,
     "inserted_per_s": float,
@@ -244,8 +262,8 @@ class Stats:
     def __init__(self, role: str, agent: str) -> None:
         self.role = role
         self.agent = agent
-        self.kafka_state = "off"
-        self.postgres_state = "off"
+        self.kafka_states: dict[KafkaClient, ConnState] = {}
+        self.postgres_state = ConnState.OFF
         self.produced = _Rate()
         self.consumed = _Rate()
         self.inserted = _Rate()
@@ -268,6 +286,15 @@ class Stats:
         # Per Kafka client ("producer", "consumer"): in role "all" both may name one cause.
         self.kafka_problems: dict[str, Problem] = {}
         self.postgres_problem: Problem | None = None
+
+    @property
+    def kafka_state(self) -> ConnState:
+        """Kafka's state in one word: the worst of this engine's clients (off without any)."""
+        states = self.kafka_states.values()
+        return next((s for s in _WORST_FIRST if s in states), ConnState.OFF)
+
+    def set_kafka_state(self, client: KafkaClient, state: ConnState) -> None:
+        self.kafka_states[client] = state
 
     def tick(self) -> None:
         """Roll the per-second rates; the engine calls this once a second."""

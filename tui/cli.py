@@ -19,7 +19,7 @@ from engine.config import Config, load_config, resolve_config_path
 from engine.engine import ROLES, Role
 from engine.errors import ConfigError, UserError
 from engine.logs import JsonFormatter, setup_logging
-from engine.targets.model import Target, load_targets
+from engine.targets import Target, load_targets
 
 
 def _common(parser: argparse.ArgumentParser, sub: bool = False) -> None:
@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--target", metavar="NAME", help="only this website target")
     rep.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
+    srv = sub.add_parser("serve", help="serve the dashboard to web browsers (one tab, one process)")
+    _common(srv, sub=True)
+    srv.add_argument(
+        "--listen", metavar="HOST:PORT", help="address to serve on (default 127.0.0.1:8640)"
+    )
     ini = sub.add_parser("init", help="write a commented config and an example targets file")
     _common(ini, sub=True)
     ini.add_argument(
@@ -141,7 +146,7 @@ async def _migrate(config: Config) -> int:
     try:
         applied = await migrate(dsn.reveal(), config.postgres.schema)
     except psycopg.Error as exc:
-        from engine.sink.consume import postgres_error_line
+        from engine.db.pg_errors import postgres_error_line
 
         raise UserError(postgres_error_line(exc) + "; check [postgres] dsn") from None
     schema = config.postgres.schema
@@ -171,8 +176,8 @@ async def _report(config: Config, args: argparse.Namespace) -> int:
 async def _retention(config: Config, args: argparse.Namespace) -> int:
     import psycopg
 
+    from engine.db.pg_errors import postgres_error_line
     from engine.db.retention import run_retention_once
-    from engine.sink.consume import postgres_error_line
 
     dsn = config.postgres.dsn
     if dsn is None:
@@ -235,6 +240,10 @@ def run(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_report(config, args))
         if args.command == "retention":
             return asyncio.run(_retention(config, args))
+        if args.command == "serve":
+            from tui.serve.command import serve_command
+
+            return serve_command(config, args.listen)
         role = cast(Role, args.role)
         if args.headless:
             from engine.headless.run import run_headless

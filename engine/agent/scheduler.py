@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from engine.check_result import CheckResult
-from engine.targets.model import Target
+from engine.targets import Target
 
 log = logging.getLogger(__name__)
 

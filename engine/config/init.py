@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 from engine.errors import UserError
+from engine.files import write_atomic
 
 EXAMPLE_TARGETS = """\
 # Website targets checked by the metrictui producer (the format is described at the end of
@@ -58,19 +59,8 @@ class InitResult:
 
 
 def _write_private(path: Path, text: str) -> None:
-    """Write via a 0600 temp file + fsync + rename, so a crash never leaves half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            os.fchmod(f.fileno(), 0o600)
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write owner-only and atomically, so a crash never leaves half a file."""
+    write_atomic(path, text.encode("utf-8"))
 
 
 def write_initial_config(config_path: Path, *, force: bool = False) -> InitResult:

@@ -26,8 +26,8 @@ from engine.config.model import (
 )
 from engine.config.rules import suggest
 from engine.config.secret import Secret
-from engine.errors import ConfigError
-from engine.targets.model import one_line, read_toml
+from engine.errors import ConfigError, escape_controls
+from engine.files import read_toml
 
 ENV_PREFIX = "METRICTUI_"
 # Variables under our prefix that belong to other tools (the CLI, the local stack launcher).
@@ -70,7 +70,7 @@ def _check_structure(doc: Mapping[str, Any], label: str) -> None:
             what = (
                 f"[{name}]: unknown section" if isinstance(value, dict) else f"{name}: unknown key"
             )
-            raise ConfigError(one_line(f"{label}: {what}; {hint}"))
+            raise ConfigError(escape_controls(f"{label}: {what}; {hint}"))
         if not isinstance(value, dict):
             raise ConfigError(f"{label}: {name}: must be a table ([{name}] section)")
         keys = tuple(SCHEMA_KEYS[name])
@@ -82,7 +82,7 @@ def _check_structure(doc: Mapping[str, Any], label: str) -> None:
                 for other, other_keys in SCHEMA_KEYS.items():
                     if key in other_keys:
                         hint = f"{key} belongs in [{other}]"
-                raise ConfigError(one_line(f"{label}: [{name}] {key}: unknown key; {hint}"))
+                raise ConfigError(escape_controls(f"{label}: [{name}] {key}: unknown key; {hint}"))
 
 
 def _env_key(var: str, label: str) -> tuple[str, str]:
@@ -93,11 +93,11 @@ def _env_key(var: str, label: str) -> tuple[str, str]:
         section, key = section.lower(), key.lower()
         if section not in SCHEMA_KEYS:
             hint = suggest(section, tuple(SCHEMA_KEYS))
-            raise ConfigError(one_line(f"{label}: unknown section {section!r}; {hint}"))
+            raise ConfigError(escape_controls(f"{label}: unknown section {section!r}; {hint}"))
         keys = SCHEMA_KEYS[section]
         if key not in keys:
             raise ConfigError(
-                one_line(
+                escape_controls(
                     f"{label}: unknown key {key!r} in [{section}]; {suggest(key, tuple(keys))}"
                 )
             )
@@ -106,7 +106,7 @@ def _env_key(var: str, label: str) -> tuple[str, str]:
     if key not in TOP_KEYS:
         valid = [f"{ENV_PREFIX}{k.upper()}" for k in TOP_KEYS]
         raise ConfigError(
-            one_line(
+            escape_controls(
                 f"{label}: unknown variable; expected {ENV_PREFIX}<SECTION>__<KEY> "
                 f"or one of {', '.join(valid)}"
             )
@@ -131,7 +131,7 @@ def _env_overrides(
         try:
             value = spec.parse_env(env[var])
         except Problem as exc:
-            raise ConfigError(one_line(f"{label}: {exc}")) from None
+            raise ConfigError(escape_controls(f"{label}: {exc}")) from None
         if (section, key) in found:
             other = found[(section, key)].label.removesuffix(" (environment)")
             raise ConfigError(f"{label}: sets the same key as {other}; keep only one of them")
@@ -162,12 +162,12 @@ def _read_secret_file(path: Path, label: str) -> Secret:
     try:
         text = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
-        raise ConfigError(one_line(f"{label}: file not found: {path}")) from None
+        raise ConfigError(escape_controls(f"{label}: file not found: {path}")) from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError(one_line(f"{label}: cannot read {path}: {reason}")) from None
+        raise ConfigError(escape_controls(f"{label}: cannot read {path}: {reason}")) from None
     if not text:
-        raise ConfigError(one_line(f"{label}: file is empty: {path}"))
+        raise ConfigError(escape_controls(f"{label}: file is empty: {path}"))
     return Secret(text)
 
 
@@ -234,7 +234,7 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
             try:
                 values[where_key] = spec.convert(item)
             except Problem as exc:
-                raise ConfigError(one_line(f"{item.label}: {exc}")) from None
+                raise ConfigError(escape_controls(f"{item.label}: {exc}")) from None
         elif isinstance(spec, PathKey) and spec.env_default is not None:
             values[where_key] = spec.env_default(env)
 
@@ -285,9 +285,12 @@ def _check_kafka_security(kafka: KafkaConfig, where: Where) -> list[str]:
             if file is None:
                 continue
             if not file.is_file():
-                raise ConfigError(one_line(f"{where('kafka', key)}: file not found: {file}"))
+                message = f"{where('kafka', key)}: file not found: {file}"
+                raise ConfigError(escape_controls(message))
             if not os.access(file, os.R_OK):
-                raise ConfigError(one_line(f"{where('kafka', key)}: file is not readable: {file}"))
+                raise ConfigError(
+                    escape_controls(f"{where('kafka', key)}: file is not readable: {file}")
+                )
         if (kafka.ssl_certfile is None) != (kafka.ssl_keyfile is None):
             missing = "ssl_keyfile" if kafka.ssl_keyfile is None else "ssl_certfile"
             raise ConfigError(

@@ -12,7 +12,7 @@ from engine.control.wire import MAX_LINE, dumps, history_in, loads, target_in, t
 from engine.db.history import TargetHistory
 from engine.errors import UserError
 from engine.stats import StatsSnapshot, snapshot_from_dict
-from engine.targets.model import Target
+from engine.targets import Target
 
 REQUEST_TIMEOUT = 30.0
 

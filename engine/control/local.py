@@ -6,9 +6,9 @@ import psycopg
 
 from engine.db.history import TargetHistory, fetch_target_history
 from engine.engine import Engine
-from engine.errors import UserError
+from engine.errors import UserError, first_line
 from engine.stats import StatsSnapshot
-from engine.targets.model import Target
+from engine.targets import Target
 
 
 async def history_from_postgres(engine: Engine, name: str, since_s: float) -> TargetHistory:
@@ -20,8 +20,8 @@ async def history_from_postgres(engine: Engine, name: str, since_s: float) -> Ta
         async with await psycopg.AsyncConnection.connect(dsn.reveal(), connect_timeout=5) as conn:
             return await fetch_target_history(conn, engine.config.postgres.schema, name, since_s)
     except psycopg.Error as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot read history from PostgreSQL: {first[:200]}") from None
+        first = first_line(exc) or type(exc).__name__
+        raise UserError(f"cannot read history from PostgreSQL: {first}") from None
 
 
 class LocalControl:

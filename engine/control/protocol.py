@@ -11,7 +11,7 @@ from typing import Protocol
 
 from engine.db.history import TargetHistory
 from engine.stats import StatsSnapshot
-from engine.targets.model import Target
+from engine.targets import Target
 
 
 class Control(Protocol):

@@ -20,7 +20,7 @@ from engine.control.local import history_from_postgres
 from engine.control.wire import MAX_LINE, dumps, history_out, loads, target_in, target_out
 from engine.engine import Engine
 from engine.errors import UserError
-from engine.targets.model import Target
+from engine.targets import Target
 
 log = logging.getLogger("metrictui.control")
 PUSH_HZ = 4.0

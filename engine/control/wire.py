@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from engine.db.history import TargetHistory
-from engine.targets.model import Target, target_from_dict, target_to_dict
+from engine.targets import Target, target_from_dict, target_to_dict
 
 MAX_LINE = 16 * 1024 * 1024
 

@@ -69,7 +69,7 @@ async def build_report(
 ) -> Report:
     """Query PostgreSQL; raises UserError (one line, no secrets) when it cannot."""
     # Local import: the sink's error helper is the one place that strips DSN echoes.
-    from engine.sink.consume import postgres_error_line
+    from engine.db.pg_errors import postgres_error_line
 
     try:
         async with await psycopg.AsyncConnection.connect(

@@ -153,7 +153,7 @@ async def run_retention_once(
 
 async def retention_loop(config: Config, stats: Stats, every_s: float = RUN_EVERY_S) -> None:
     """The consumer's retention task: now, then every `every_s` seconds, until cancelled."""
-    from engine.sink.consume import postgres_error_line
+    from engine.db.pg_errors import postgres_error_line
 
     pg = config.postgres
     assert pg.dsn is not None and pg.retention_days > 0

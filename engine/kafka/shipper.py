@@ -19,14 +19,19 @@ from typing import Literal
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import DefaultPartitioner
 
 from engine.config import KafkaConfig
-from engine.errors import ConfigError
+from engine.errors import ConfigError, describe_error
+from engine.kafka.producer_parts import (
+    KeyPartitioner,
+    abandon_producer,
+    discard_futures,
+)
+from engine.kafka.reach import reach_cause
 from engine.kafka.settings import client_kwargs
 from engine.kafka.spool import Spool, SpoolError, SpoolRecord
 from engine.kafka.watch import SettingsWatch
-from engine.stats import Stats
+from engine.stats import ConnState, Stats
 
 log = logging.getLogger("metrictui.producer")
 
@@ -37,30 +42,6 @@ SEND_BATCH = 10_000
 SPOOL_ERROR_EVERY_S = 30.0
 REPLAY_BATCH = 500
 QUEUE_MAX = 100_000
-
-
-class KeyPartitioner:
-    """aiokafka's default partitioner (murmur2 of the key, as the Java clients), remembered
-    per key. Keys are agent and target names, a few thousand at most, and the pure-Python
-    hash costs more than the rest of a send; keyless records still go anywhere available."""
-
-    MAX_KEYS = 100_000
-
-    def __init__(self) -> None:
-        self._default = DefaultPartitioner()
-        self._known: dict[tuple[bytes, int], int] = {}
-
-    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
-        if key is None:
-            return int(self._default(key, all_partitions, available))
-        cache_key = (key, len(all_partitions))  # partitions are always 0..n-1
-        partition = self._known.get(cache_key)
-        if partition is None:
-            if len(self._known) >= self.MAX_KEYS:
-                self._known.clear()
-            partition = int(self._default(key, all_partitions, available))
-            self._known[cache_key] = partition
-        return partition
 
 
 class Shipper:
@@ -111,7 +92,7 @@ class Shipper:
             try:
                 await self._connect()
             except (KafkaError, OSError, TimeoutError) as exc:
-                self._kafka_down(f"Kafka unreachable at start ({_describe(exc)}); spooling")
+                self._kafka_down(f"Kafka unreachable at start ({describe_error(exc)}); spooling")
                 self._enter_spooling()
         self._sender = asyncio.create_task(self._send_loop(), name="shipper-send")
 
@@ -180,7 +161,7 @@ class Shipper:
             self._bury(producer)
             raise
         self._producer = producer
-        self.stats.kafka_state = "connected"
+        self.stats.set_kafka_state("producer", ConnState.CONNECTED)
         self._watch.up()
 
     async def _close_producer(self, timeout: float = 3.0, *, dead: bool = False) -> None:
@@ -200,13 +181,13 @@ class Shipper:
                     await producer.stop()
                 return
             except (TimeoutError, KafkaError, OSError) as exc:
-                log.debug("producer close: %s; abandoning it", _describe(exc))
+                log.debug("producer close: %s; abandoning it", describe_error(exc))
         self._bury(producer)
 
     def _bury(self, producer: AIOKafkaProducer) -> None:
         """Abandon a producer in a task we keep a reference to, so it really finishes."""
         task = asyncio.create_task(
-            _abandon(producer, self.send_timeout + 5), name="shipper-abandon-producer"
+            abandon_producer(producer, self.send_timeout + 5), name="shipper-abandon-producer"
         )
         self._abandoned.add(task)
         task.add_done_callback(self._abandoned.discard)
@@ -277,14 +258,17 @@ class Shipper:
                 done.append(True)
                 self.dropped_total += 1
                 self.stats.send_errors_total += 1
-                self.stats.error("producer", f"Kafka rejected an event: {_describe(error)}")
+                self.stats.error("producer", f"Kafka rejected an event: {describe_error(error)}")
             else:
                 done.append(False)
                 failure = failure or error
         done += [False] * (len(batch) - len(futures))
-        _discard(futures)
+        discard_futures(futures)
         if failure is not None or not all(done):
-            reason = _describe(failure) if failure is not None else "not acknowledged"
+            reason = describe_error(failure) if failure is not None else "not acknowledged"
+            if self.stats.kafka_states.get("producer") != ConnState.DOWN:  # said once: name why
+                cause = await reach_cause(producer, self.cfg.bootstrap_servers)
+                reason += f"; {cause}" if cause else ""
             self._kafka_down(f"send to Kafka failed ({reason}); spooling")
             await self._close_producer(dead=True)
         return done
@@ -342,10 +326,10 @@ class Shipper:
             self._spool_error_logged_at = time.monotonic()
 
     def _kafka_down(self, message: str) -> None:
-        if self.stats.kafka_state != "down":
+        if self.stats.kafka_states.get("producer") != ConnState.DOWN:
             log.warning("%s", message)
             self.stats.error("kafka", message)
-        self.stats.kafka_state = "down"
+        self.stats.set_kafka_state("producer", ConnState.DOWN)
         self._watch.down()
 
     def _set_replaying(self, on: bool) -> None:
@@ -380,15 +364,15 @@ class Shipper:
             try:
                 if self._producer is None:
                     try:
-                        self.stats.kafka_state = "connecting"
+                        self.stats.set_kafka_state("producer", ConnState.CONNECTING)
                         await self._connect()
                         log.info("Kafka is back; replaying %d spooled events", self.spool.depth)
                     except (KafkaError, OSError, TimeoutError, ConfigError) as exc:
                         # ConfigError: a CA, certificate or key file unreadable after a
                         # rotation; the watch names it, and the next try reads it again.
-                        self.stats.kafka_state = "down"
+                        self.stats.set_kafka_state("producer", ConnState.DOWN)
                         self._watch.down()
-                        log.debug("reconnect failed: %s", _describe(exc))
+                        log.debug("reconnect failed: %s", describe_error(exc))
                         return outcome
                 records = self.spool.peek(REPLAY_BATCH)
                 if not records:
@@ -411,45 +395,10 @@ class Shipper:
             except Exception as exc:  # a bug must not leave the agent spooling forever
                 self._set_replaying(False)
                 log.exception("spool replay failed; retrying")
-                self.stats.error("producer", f"spool replay failed: {_describe(exc)}")
+                self.stats.error("producer", f"spool replay failed: {describe_error(exc)}")
                 await self._close_producer(dead=True)
                 return "failed"
 
 
-async def _abandon(producer: AIOKafkaProducer, timeout: float) -> None:
-    """Tear down a producer without flushing it (see Shipper._close_producer).
-
-    Cancels its sender (which then waits for its requests in flight, each bounded by the
-    request timeout) and closes its connections. Its undelivered batches are dropped with it:
-    our copies of those records are in the spool.
-    """
-    sender = getattr(producer, "_sender", None)  # aiokafka has no public abort
-    with contextlib.suppress(Exception):
-        async with asyncio.timeout(timeout):
-            if sender is not None:
-                await sender.close()
-    with contextlib.suppress(Exception):
-        async with asyncio.timeout(5):
-            await producer.client.close()
-    # What stop() would have set first; without it aiokafka warns "Unclosed AIOKafkaProducer".
-    producer._closed = True
-
-
 def _size(n: int) -> str:
     return f"{n / 1048576:g} MB" if n >= 1048576 else f"{n / 1024:g} KB"
-
-
-def _discard(futures: Sequence[asyncio.Future[object]]) -> None:
-    """Cancel pending send futures and mark failed ones as seen (no 'never retrieved' noise)."""
-    for fut in futures:
-        if not fut.done():
-            fut.cancel()
-        elif not fut.cancelled():
-            fut.exception()
-
-
-def _describe(exc: BaseException) -> str:
-    """Short, secret-free description of a Kafka/network error."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    name = type(exc).__name__
-    return f"{name}: {text[:200]}" if text else name

@@ -16,7 +16,7 @@ from aiokafka.errors import (
 )
 
 from engine.config import KafkaConfig
-from engine.errors import ConnectError, UserError
+from engine.errors import ConnectError, UserError, describe_error
 from engine.kafka.settings import client_kwargs, connection_problem
 
 _FORBIDDEN = (
@@ -69,8 +69,7 @@ async def ensure_topics(cfg: KafkaConfig, timeout: float = 20.0) -> list[str]:
 
 
 def _forbidden(topics: list[str], cfg: KafkaConfig, exc: Exception) -> UserError:
-    detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-    why = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    why = describe_error(exc)
     return UserError(
         f"Kafka refused to create topic(s) {', '.join(topics)} ({why}): create them in your"
         f" Kafka console ({cfg.partitions} partitions), or fix [kafka] partitions /"

@@ -2,3 +2,13 @@
 
 Never imports agent.
 """
+
+from engine.sink.consume import Sink
+from engine.sink.store import DeadLetter, Store, WriteResult
+
+__all__ = [
+    "DeadLetter",
+    "Sink",
+    "Store",
+    "WriteResult",
+]

@@ -15,100 +15,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from engine.config import Config
-from engine.envelope import CheckEvent, Invalid, MetricsEvent, decode_event
+from engine.db.pg_errors import (
+    is_fatal_postgres_error,
+    postgres_error_line,
+    postgres_problem,
+    rejects_content,
+)
+from engine.envelope import CheckEvent, MetricsEvent
 from engine.errors import ConfigError, ConnectError
 from engine.kafka.settings import client_kwargs
 from engine.kafka.watch import SettingsWatch
+from engine.sink.decode import Batch, decode_messages, oldest_first
 from engine.sink.store import DeadLetter, Encoded, Store, WriteResult
-from engine.stats import Problem, Stats
+from engine.stats import ConnState, Stats
 
 log = logging.getLogger("metrictui.sink")
 
-_AUTH_SQLSTATES = {"28P01", "28000", "3D000", "42501"}
 # aiokafka's consumer reconnects by itself, and while no broker takes it getmany() just comes
 # back empty: after this long without a message, a metadata request tells "nothing to read"
 # apart from "Kafka is away or refuses us".
 KAFKA_IDLE_CHECK_S = 5.0
-
-
-def postgres_error_line(exc: psycopg.Error) -> str:
-    """One secret-free line for a PostgreSQL connection/auth problem."""
-    state = getattr(exc, "sqlstate", None)
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    # libpq messages can echo the host and user, never the password; drop any DSN echo anyway.
-    text = text.split("password=")[0].strip()
-    return f"PostgreSQL: {text[:240]}" + (f" (SQLSTATE {state})" if state else "")
-
-
-def rejects_content(exc: psycopg.Error) -> bool:
-    """The database refused the data itself (SQLSTATE class 22 data exception, 23 integrity
-    violation, 54 program limit such as an oversized index row): dead-letter, do not retry."""
-    state = getattr(exc, "sqlstate", None) or ""
-    return state[:2] in ("22", "23", "54")
-
-
-def postgres_problem(exc: psycopg.Error) -> Problem | None:
-    """The cause and what to fix, when retrying will not help until the operator acts (a
-    password changed or a server certificate that stopped verifying after start); else None.
-    """
-    state = getattr(exc, "sqlstate", None)
-    text = str(exc)
-    if state in ("28P01", "28000") or "password authentication failed" in text:
-        code, fix = "password", "check the user and password in [postgres] dsn"
-    elif state == "3D000":
-        code, fix = "database", "check the database name in [postgres] dsn"
-    elif state == "42501":
-        code, fix = "privileges", "grant the sink's role its privileges (README: least privilege)"
-    elif "certificate" in text:
-        code = "server_certificate"
-        fix = "check sslrootcert in [postgres] dsn (the CA that signed the server's certificate)"
-    else:
-        return None
-    return Problem(code, f"{postgres_error_line(exc)}; {fix}")
-
-
-def is_fatal_postgres_error(exc: psycopg.Error) -> bool:
-    """Wrong password, unknown database or missing privilege will not fix itself by retrying."""
-    state = getattr(exc, "sqlstate", None)
-    if state in _AUTH_SQLSTATES:
-        return True
-    text = str(exc)
-    return "password authentication failed" in text or "certificate" in text
-
-
-@dataclass(slots=True)
-class _Batch:
-    """One decoded Kafka batch on its way to PostgreSQL."""
-
-    metrics: list[MetricsEvent]
-    checks: list[CheckEvent]
-    dead: list[DeadLetter]
-    offsets: dict[TopicPartition, int]
-    """Offsets to commit once the rows are in (last offset + 1, per partition)."""
-    first: dict[TopicPartition, int]
-    """First offset per partition: lag counts from here until the batch is written."""
-    encoded: Encoded
-    """Its rows in COPY form, made while the previous batch was being written."""
-
-
-def _oldest_first(batches: list[dict[TopicPartition, int]]) -> dict[TopicPartition, int]:
-    """Per partition, the first offset of the oldest batch not yet in PostgreSQL."""
-    pending: dict[TopicPartition, int] = {}
-    for first in batches:
-        for tp, offset in first.items():
-            pending.setdefault(tp, offset)
-    return pending
 
 
 class Sink:
@@ -129,7 +64,7 @@ class Sink:
         # First offset of the batch waiting for PostgreSQL, per partition (lag counts from it).
         self._pending: dict[TopicPartition, int] = {}
         self._write_error: str | None = None  # the last write failure said, until one works
-        self._unwritten: list[dict[TopicPartition, int]] = []  # `_Batch.first`s, oldest first
+        self._unwritten: list[dict[TopicPartition, int]] = []  # `Batch.first`s, oldest first
         # Names the cause when Kafka refuses our settings after start (see engine.kafka.watch).
         self._watch = SettingsWatch(config.kafka, stats, "consumer")
         self._kafka_checked_at = 0.0  # last message or metadata answer (monotonic)
@@ -143,7 +78,7 @@ class Sink:
             if is_fatal_postgres_error(exc):
                 raise ConnectError(postgres_error_line(exc) + "; check [postgres] dsn") from None
             raise
-        self.stats.postgres_state = "connected"
+        self.stats.postgres_state = ConnState.CONNECTED
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         k = self.config.kafka
@@ -183,11 +118,11 @@ class Sink:
 
     def _kafka_up(self) -> None:
         self._kafka_checked_at = time.monotonic()
-        self.stats.kafka_state = "connected"
+        self.stats.set_kafka_state("consumer", ConnState.CONNECTED)
         self._watch.up()
 
     def _kafka_down(self) -> None:
-        self.stats.kafka_state = "down"
+        self.stats.set_kafka_state("consumer", ConnState.DOWN)
         self._watch.down()
 
     async def _check_kafka(self) -> None:
@@ -261,45 +196,16 @@ class Sink:
                 with contextlib.suppress(asyncio.CancelledError):
                     await writing
 
-    def _decode(self, batch: dict[TopicPartition, list[object]]) -> _Batch:
-        now = datetime.now(UTC)
-        metrics: list[MetricsEvent] = []
-        checks: list[CheckEvent] = []
-        dead: list[DeadLetter] = []
-        offsets: dict[TopicPartition, int] = {}
-        count = 0
-        # Decoding makes hundreds of thousands of objects that live until the batch is
-        # written, and none of them can form a reference cycle: the cycle collector would
-        # keep walking them for nothing (a quarter of the decoding time), so it waits.
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            for tp, messages in batch.items():
-                for msg in messages:
-                    value = msg.value  # type: ignore[attr-defined]
-                    count += 1
-                    try:
-                        event = decode_event(value, now=now, max_age=self.max_age)
-                    except Invalid as bad:
-                        offset = msg.offset  # type: ignore[attr-defined]
-                        dead.append(DeadLetter(tp.topic, tp.partition, offset, bad.reason, value))
-                        continue
-                    if isinstance(event, MetricsEvent):
-                        metrics.append(event)
-                    else:
-                        checks.append(event)
-                offsets[tp] = messages[-1].offset + 1  # type: ignore[attr-defined]
-        finally:
-            if collecting:
-                gc.enable()
-        self.stats.consumed.total += count
+    def _decode(self, batch: dict[TopicPartition, list[object]]) -> Batch:
+        metrics, checks, dead, offsets = decode_messages(batch, self.max_age)
+        self.stats.consumed.total += sum(map(len, batch.values()))
         first = {tp: msgs[0].offset for tp, msgs in batch.items() if msgs}  # type: ignore[attr-defined]
         self._unwritten.append(first)
-        self._pending = _oldest_first(self._unwritten)
+        self._pending = oldest_first(self._unwritten)
         encoded = self.store.encode(metrics, checks)
-        return _Batch(metrics, checks, dead, offsets, first, encoded)
+        return Batch(metrics, checks, dead, offsets, first, encoded)
 
-    async def _store(self, batch: _Batch) -> None:
+    async def _store(self, batch: Batch) -> None:
         """Write one decoded batch, then commit its offsets (never before its rows are in)."""
         try:
             result = await self._write_until_done(
@@ -311,7 +217,7 @@ class Sink:
             await self._commit(batch.offsets)
         finally:
             self._unwritten = [f for f in self._unwritten if f is not batch.first]
-            self._pending = _oldest_first(self._unwritten)
+            self._pending = oldest_first(self._unwritten)
 
     async def _write_until_done(
         self,
@@ -343,12 +249,12 @@ class Sink:
                 if self._write_error is not None:
                     log.info("PostgreSQL takes writes again")
                     self._write_error = None
-                self.stats.postgres_state = "connected"
+                self.stats.postgres_state = ConnState.CONNECTED
                 self.stats.postgres_problem = None
                 return result
             except psycopg.Error as exc:
                 self._say_write_error(exc)
-                self.stats.postgres_state = "down"
+                self.stats.postgres_state = ConnState.DOWN
                 if isinstance(exc, psycopg.OperationalError) or not self.store.connected:
                     await self.store.close()
                 await self._sleep(backoff)
@@ -434,6 +340,8 @@ class Sink:
             log.info("offset commit skipped after a rebalance (%s)", type(exc).__name__)
         except (KafkaError, TimeoutError) as exc:
             self.stats.error("consumer", f"offset commit failed: {type(exc).__name__}")
+            if isinstance(exc, TimeoutError):
+                _adopt_orphaned_commits()
 
     async def _update_lag(self) -> None:
         """Lag per partition: end of the log minus the first offset not yet in PostgreSQL.
@@ -490,3 +398,23 @@ async def _stop_quietly(consumer: AIOKafkaConsumer) -> None:
     with contextlib.suppress(Exception):
         async with asyncio.timeout(10):
             await consumer.stop()
+
+
+def _adopt_orphaned_commits() -> None:
+    """Retrieve the outcome of commit requests our timeout walked away from.
+
+    aiokafka sends a commit inside `asyncio.shield`; when our timeout cancels the wait, shield
+    (Python 3.11) drops its hold on the request, which goes on and may fail later (a dead
+    coordinator: RequestTimedOutError) with nobody to see it, and asyncio logs "Task exception
+    was never retrieved". The next batch's commit covers those offsets, so the failure only
+    needs to be seen here, at debug level.
+    """
+    for task in asyncio.all_tasks():
+        coro = task.get_coro()
+        if getattr(coro, "__qualname__", "") == "GroupCoordinator._do_commit_offsets":
+            task.add_done_callback(_note_orphaned_commit)
+
+
+def _note_orphaned_commit(task: asyncio.Task[object]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.debug("an abandoned offset commit failed: %s", type(exc).__name__)

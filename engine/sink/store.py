@@ -8,10 +8,9 @@ commits Kafka offsets only after `write_batch` returned (the transaction is comm
 
 from __future__ import annotations
 
-import struct
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from itertools import repeat
@@ -20,96 +19,19 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from engine.check_result import CHECK_FIELDS, ROW_SPECS, Kind
+from engine.check_result import CHECK_FIELDS
 from engine.envelope import CheckEvent, MetricsEvent
+from engine.sink.copy_rows import (
+    COPY_SIGNATURE,
+    COPY_TRAILER,
+    check_copy_row,
+    event_copy_row,
+    pg_micros,
+    sample_rows,
+)
 
 _PARTITIONED = ("events", "samples", "checks")
 _PARTITION_LOCK = 0x6D747570
-
-# Binary COPY of samples is built here rather than row by row through psycopg (`write_row`
-# costs several microseconds a row, a million rows a batch-second matter): the stream is the
-# signature, then per row the field count and (length, value) of ts, series_id and value.
-_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
-_COPY_TRAILER = b"\xff\xff"
-_SAMPLE_ROW = struct.Struct("!hiqiqid")
-_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
-# A check row: the fixed head is (field count, ts, event_id), the rest is built per value.
-_CHECK_HEAD = struct.Struct("!hiqi")
-_NULL = b"\xff\xff\xff\xff"
-_BOOL = {True: b"\x00\x00\x00\x01\x01", False: b"\x00\x00\x00\x01\x00", None: _NULL}
-_INT4 = struct.Struct("!ii").pack
-_FLOAT4 = struct.Struct("!if").pack
-_TS = struct.Struct("!iq").pack
-_LEN = struct.Struct("!i").pack
-
-
-def pg_micros(ts: datetime) -> int:
-    """Microseconds since 2000-01-01 UTC, PostgreSQL's binary timestamptz (aware `ts`)."""
-    delta = ts - _PG_EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def _text(value: str | None) -> bytes:
-    if value is None:
-        return _NULL
-    data = value.encode()
-    return _LEN(len(data)) + data
-
-
-def _real(value: float | None) -> bytes:
-    return _NULL if value is None else _FLOAT4(4, value)
-
-
-def _opt_int4(value: int | None) -> bytes:
-    return _NULL if value is None else _INT4(4, value)
-
-
-def _opt_ts(value: datetime | None) -> bytes:
-    return _NULL if value is None else _TS(8, pg_micros(value))
-
-
-# One binary encoder per kind of check field; the fields themselves come from `CheckResult`.
-_ENCODERS: dict[Kind, Callable[[Any], bytes]] = {
-    Kind.TEXT: _text,
-    Kind.OPT_TEXT: _text,
-    Kind.BOOL: _BOOL.__getitem__,
-    Kind.OPT_BOOL: _BOOL.__getitem__,
-    Kind.STATUS: _opt_int4,
-    Kind.MS: _real,
-    Kind.OPT_TIME: _opt_ts,
-}
-_ROW_ENCODERS = tuple(_ENCODERS[spec.kind] for spec in ROW_SPECS)
-_CHECK_COLUMNS = 3 + len(CHECK_FIELDS)  # ts, event_id, agent, then the result's fields
-
-
-def check_copy_row(e: CheckEvent) -> bytes:
-    """One `checks` row in binary COPY format, in the column order of `_copy_checks`.
-
-    The envelope decoder guarantees the types (and that timings fit a `real`)."""
-    head = _CHECK_HEAD.pack(_CHECK_COLUMNS, 8, pg_micros(e.observed_at), 16)
-    fields = map(_call, _ROW_ENCODERS, e.row)
-    return b"".join((head, e.event_id.bytes, _text(e.agent), *fields))
-
-
-def _call(encode: Callable[[Any], bytes], value: Any) -> bytes:
-    return encode(value)
-
-
-_EVENT_HEAD = struct.Struct("!hi").pack(4, 16)
-_KIND = {MetricsEvent: _text("metrics"), CheckEvent: _text("check")}
-
-
-def event_copy_row(e: MetricsEvent | CheckEvent) -> bytes:
-    """One `events` row (event_id, observed_at, kind, agent) in binary COPY format."""
-    return b"".join(
-        (
-            _EVENT_HEAD,
-            e.event_id.bytes,
-            _TS(8, pg_micros(e.observed_at)),
-            _KIND[type(e)],
-            _text(e.agent),
-        )
-    )
 
 
 def first_of_each(events: Iterable[Any], ids: set[uuid.UUID]) -> list[Any]:
@@ -331,7 +253,7 @@ class Store:
 
     async def _copy_events(self, events: Sequence[MetricsEvent | CheckEvent]) -> None:
         assert self.conn is not None
-        data = b"".join([_COPY_SIGNATURE, *map(event_copy_row, events), _COPY_TRAILER])
+        data = b"".join([COPY_SIGNATURE, *map(event_copy_row, events), COPY_TRAILER])
         async with self.conn.cursor() as cur:
             copy_sql = sql.SQL(
                 "COPY {} (event_id, observed_at, kind, agent) FROM STDIN (FORMAT BINARY)"
@@ -378,14 +300,13 @@ class Store:
         metrics, labels, values, units = zip(*e.samples, strict=True)
         keys = zip(repeat(e.agent), repeat(e.host), metrics, labels, units)
         ids = list(map(self._series.__getitem__, keys))
-        eight, ts = repeat(8), repeat(pg_micros(e.observed_at))
-        return b"".join(map(_SAMPLE_ROW.pack, repeat(3), eight, ts, eight, ids, eight, values))
+        return sample_rows(pg_micros(e.observed_at), ids, values)
 
     async def _copy_samples(
         self, events: Sequence[MetricsEvent], rows: Mapping[uuid.UUID, bytes]
     ) -> int:
         assert self.conn is not None
-        data = b"".join([_COPY_SIGNATURE, *(rows[e.event_id] for e in events), _COPY_TRAILER])
+        data = b"".join([COPY_SIGNATURE, *(rows[e.event_id] for e in events), COPY_TRAILER])
         async with self.conn.cursor() as cur:
             copy_sql = sql.SQL("COPY {} (ts, series_id, value) FROM STDIN (FORMAT BINARY)")
             async with cur.copy(copy_sql.format(self._t("samples"))) as copy:
@@ -399,7 +320,7 @@ class Store:
         columns = sql.SQL(", ").join(
             sql.Identifier(c) for c in ("ts", "event_id", "agent", *CHECK_FIELDS)
         )
-        data = b"".join([_COPY_SIGNATURE, *(rows[e.event_id] for e in events), _COPY_TRAILER])
+        data = b"".join([COPY_SIGNATURE, *(rows[e.event_id] for e in events), COPY_TRAILER])
         async with self.conn.cursor() as cur:
             copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)")
             async with cur.copy(copy_sql.format(self._t("checks"), columns)) as copy:

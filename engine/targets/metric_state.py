@@ -6,8 +6,6 @@ collector switched off in the TUI stays off after a restart.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
@@ -15,6 +13,7 @@ from pathlib import Path
 import tomli_w
 
 from engine.agent.collectors import COLLECTOR_NAMES
+from engine.files import write_atomic
 
 
 def state_path(targets_file: Path) -> Path:
@@ -34,16 +33,6 @@ def load_enabled(targets_file: Path, default: Iterable[str]) -> tuple[str, ...]:
 
 
 def save_enabled(targets_file: Path, enabled: Iterable[str]) -> None:
-    """Atomically write the enabled list (temp file + rename)."""
+    """Atomically write the enabled list (engine.files.write_atomic)."""
     path = state_path(targets_file)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".metrics_state.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            tomli_w.dump({"enabled": sorted(enabled)}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, tomli_w.dumps({"enabled": sorted(enabled)}).encode("utf-8"))

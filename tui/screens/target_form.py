@@ -21,7 +21,7 @@ from textual.widgets import Button, Footer, Input, Static, Switch
 
 from engine.control.protocol import Control
 from engine.errors import ConfigError, UserError
-from engine.targets.model import Target, target_field_problems, target_from_form
+from engine.targets import Target, target_field_problems, target_from_form
 from tui.widgets.on_off_switch import OnOffSwitch
 from tui.widgets.safe_text import safe_text
 

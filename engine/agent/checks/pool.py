@@ -52,7 +52,7 @@ from engine.agent.checks.wire import (
     targets_to_wire,
 )
 from engine.check_result import CheckResult
-from engine.targets.model import Target
+from engine.targets import Target
 
 log = logging.getLogger("metrictui.checks")
 

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engine.check_result import FIELD_SPECS, RESULT_FIELDS, CheckResult, Kind
-from engine.targets.model import Target
+from engine.targets import Target
 
 SETUP = 0
 TARGETS = 1

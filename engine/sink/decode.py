@@ -1,0 +1,72 @@
+"""A Kafka batch decoded for the sink: events by kind, dead letters, offsets to commit."""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from aiokafka import TopicPartition
+
+from engine.envelope import CheckEvent, Invalid, MetricsEvent, decode_event
+from engine.sink.store import DeadLetter, Encoded
+
+
+@dataclass(slots=True)
+class Batch:
+    """One decoded Kafka batch on its way to PostgreSQL."""
+
+    metrics: list[MetricsEvent]
+    checks: list[CheckEvent]
+    dead: list[DeadLetter]
+    offsets: dict[TopicPartition, int]
+    """Offsets to commit once the rows are in (last offset + 1, per partition)."""
+    first: dict[TopicPartition, int]
+    """First offset per partition: lag counts from here until the batch is written."""
+    encoded: Encoded
+    """Its rows in COPY form, made while the previous batch was being written."""
+
+
+def oldest_first(batches: list[dict[TopicPartition, int]]) -> dict[TopicPartition, int]:
+    """Per partition, the first offset of the oldest batch not yet in PostgreSQL."""
+    pending: dict[TopicPartition, int] = {}
+    for first in batches:
+        for tp, offset in first.items():
+            pending.setdefault(tp, offset)
+    return pending
+
+
+def decode_messages(
+    batch: dict[TopicPartition, list[object]], max_age: timedelta
+) -> tuple[list[MetricsEvent], list[CheckEvent], list[DeadLetter], dict[TopicPartition, int]]:
+    """Every message decoded and validated: events by kind, the invalid ones as dead letters
+    (so a partition never stalls on a poison message), and the offsets to commit after."""
+    now = datetime.now(UTC)
+    metrics: list[MetricsEvent] = []
+    checks: list[CheckEvent] = []
+    dead: list[DeadLetter] = []
+    offsets: dict[TopicPartition, int] = {}
+    # Decoding makes hundreds of thousands of objects that live until the batch is
+    # written, and none of them can form a reference cycle: the cycle collector would
+    # keep walking them for nothing (a quarter of the decoding time), so it waits.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        for tp, messages in batch.items():
+            for msg in messages:
+                value = msg.value  # type: ignore[attr-defined]
+                try:
+                    event = decode_event(value, now=now, max_age=max_age)
+                except Invalid as bad:
+                    offset = msg.offset  # type: ignore[attr-defined]
+                    dead.append(DeadLetter(tp.topic, tp.partition, offset, bad.reason, value))
+                    continue
+                if isinstance(event, MetricsEvent):
+                    metrics.append(event)
+                else:
+                    checks.append(event)
+            offsets[tp] = messages[-1].offset + 1  # type: ignore[attr-defined]
+    finally:
+        if collecting:
+            gc.enable()
+    return metrics, checks, dead, offsets
