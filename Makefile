@@ -1,4 +1,5 @@
 # Two commands matter: `make run` and `make test`. Both set everything up and are idempotent.
+# METRICTUI_STACK_BROKERS=3 make stack-up (and stack-status, run) uses a three-node Kafka cluster.
 SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
@@ -7,7 +8,7 @@ STAMP := $(VENV)/.installed
 STACK_DIR := $(or $(METRICTUI_STACK_DIR),.stack)
 DEV_CONFIG := $(STACK_DIR)/metrictui.toml
 
-.PHONY: run test setup system-deps stack-up stack-down stack-status migrate lint bench bench-smoke clean
+.PHONY: run test setup system-deps stack-up stack-down stack-status migrate lint bench bench-smoke bench-peers soak clean
 
 setup: system-deps $(STAMP)
 
@@ -61,6 +62,20 @@ bench: stack-up
 
 bench-smoke: stack-up
 	$(BIN)/python -m bench --scale tiny
+
+# 30 minutes at 2,000 events/s against the three-node cluster (started in $(STACK_DIR)/cluster),
+# one random fault every few minutes; the verdict goes to bench/results/soak.json.
+# `make test` runs a 2-minute version (tests/faults/test_soak_short.py). SOAK_MINUTES=10 make soak.
+SOAK_MINUTES ?= 30
+soak: setup
+	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES)
+
+# metrictui against Telegraf 1.37.2 and Kafka Connect 4.1 + Debezium JDBC sink 3.4.0 on the same
+# samples and the same checks (~10 minutes, plus ~12 once to build Telegraf, cached in
+# ~/.cache/metrictui-peers): table on stdout, figures in bench/results/peers.json.
+# `make test` runs a smoke of it without Telegraf (tests/delivery/test_bench_peers_smoke.py).
+bench-peers: stack-up
+	$(BIN)/python -m bench.peers --scale full
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -31,14 +31,15 @@ from engine.sink.store import Store
 SAMPLE_TYPES = ("timestamptz", "int8", "float8")
 CHECK_TYPES = (
     *("timestamptz", "uuid", "text", "text", "text", "text", "bool", "int4", "text", "text"),
-    *("float4", "float4", "float4", "float4", "float4", "bool", "timestamptz", "text"),
+    *("float4", "float4", "float4", "float4", "float4", "bool", "timestamptz", "text", "text"),
 )
 SeriesKey = tuple[str, str, str, str, str]
 
 
 def decode_all(messages: Sequence[Message]) -> list[MetricsEvent | CheckEvent]:
     now = datetime.now(UTC)
-    return [decode_event(m.value, now=now, max_age=timedelta(days=30)) for m in messages]
+    events = [decode_event(m.value, now=now, max_age=timedelta(days=30)) for m in messages]
+    return [e for e in events if isinstance(e, MetricsEvent | CheckEvent)]
 
 
 async def prepared_store(config: Config, events: Sequence[MetricsEvent | CheckEvent]) -> Store:

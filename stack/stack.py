@@ -7,10 +7,12 @@ One command starts, reuses, inspects and stops it:
     python3 stack/stack.py down            stop everything (no-op when nothing runs)
     python3 stack/stack.py status [--json] what runs where
     python3 stack/stack.py dev-config      .stack/metrictui.toml + targets.toml for `make run`
-    python3 stack/stack.py kafka-stop [--kill] | kafka-start | pg-stop [--kill] | pg-start
+    python3 stack/stack.py kafka-stop [--node N] [--kill] | kafka-start [--node N]
+                           | pg-stop [--kill] | pg-start
                                            fault-test helpers; each returns once that state holds
 
-Kafka 4.x (KRaft, one combined broker+controller) runs from the jars that stack/pom.xml resolves
+Kafka 4.x (KRaft, combined broker+controller nodes: one, or three with METRICTUI_STACK_BROKERS=3,
+replication 3 and min ISR 2, as managed Kafka runs) runs from the jars that stack/pom.xml resolves
 into stack/lib; PostgreSQL runs from the machine's binaries (installed with apt-get if missing),
 as the `postgres` user when we are root. A demo website gives `make run` real targets.
 Everything listens on 127.0.0.1 and lives under .stack/ (or $METRICTUI_STACK_DIR).
@@ -37,13 +39,30 @@ if str(Path(__file__).resolve().parent) not in sys.path:
 from stack_dev_config import cmd_dev_config
 from stack_env_json import write_env_json
 from stack_files import read_json, read_or_empty, stack_lock
-from stack_kafka import kafka_pid, kafka_ports, kafka_started_info, start_kafka, stop_kafka
-from stack_kafka_config import KafkaFiles
+from stack_kafka import (
+    cluster_id_to_use,
+    kafka_pid,
+    kafka_ports,
+    kafka_started_info,
+    start_kafka,
+    stop_kafka,
+    stop_kafka_nodes,
+)
+from stack_kafka_config import KafkaFiles, kafka_uuid
 from stack_kafka_probe import kafka_metadata_brokers as kafka_metadata_brokers  # tests use it
 from stack_pg_files import pg_files, pg_pid, pg_running_port
 from stack_postgres import start_pg, stop_pg
 from stack_procs import port_free
-from stack_settings import ENV_PG_PORT, ENV_SECURE, ENV_WEB_PORT, HOST, Settings, StackError, say
+from stack_settings import (
+    ENV_PG_PORT,
+    ENV_SECURE,
+    ENV_WEB_PORT,
+    HOST,
+    KafkaNode,
+    Settings,
+    StackError,
+    say,
+)
 from stack_status import cmd_status
 from stack_tls import ensure_tls
 from stack_web import start_web, stop_web, web_pid
@@ -64,10 +83,11 @@ def check_ports(wanted: Sequence[tuple[int, str, str]], ours: set[int]) -> None:
 def our_ports(settings: Settings) -> set[int]:
     """Ports held by our own running servers: they are free again once we restart those."""
     ports: set[int] = set()
-    info = kafka_started_info(settings)
-    if info:
-        k = int(info.get("kafka_port", 0))
-        ports |= {k, k + 1, k + 2, k + 3} if info.get("secure") else {k, k + 1}
+    for node in settings.kafka_nodes:
+        info = kafka_started_info(node)
+        if info:
+            k = int(info.get("kafka_port", 0))
+            ports |= {k, k + 1, k + 2, k + 3} if info.get("secure") else {k, k + 1}
     files = pg_files(settings)
     if pg_pid(files):
         port = pg_running_port(files)
@@ -80,7 +100,7 @@ def our_ports(settings: Settings) -> set[int]:
 
 def running_secure(settings: Settings) -> bool:
     """A plain `up` keeps a secure stack secure (its plain listeners work as well)."""
-    if kafka_started_info(settings).get("secure"):
+    if any(kafka_started_info(node).get("secure") for node in settings.kafka_nodes):
         return True
     files = pg_files(settings)
     return pg_pid(files) is not None and "ssl = on" in read_or_empty(files.conf)
@@ -95,10 +115,16 @@ def cmd_up(settings: Settings, secure_flag: bool) -> int:
             (settings.pg_port, "PostgreSQL", ENV_PG_PORT),
             (settings.web_port, "demo website", ENV_WEB_PORT),
         ]
+        for node in settings.other_layout_nodes:
+            if kafka_pid(node):
+                say(f"the stack now runs {settings.brokers} Kafka node(s); stopping {node.root}")
+                stop_kafka(node)
         check_ports(ports, our_ports(settings))
         if secure:
             ensure_tls(settings)
-        launches = [start_pg(settings, secure), start_kafka(settings, secure), start_web(settings)]
+        cluster_id = cluster_id_to_use(settings) or (kafka_uuid() if settings.cluster else None)
+        kafka = [start_kafka(settings, n, secure, cluster_id) for n in settings.kafka_nodes]
+        launches = [start_pg(settings, secure), *kafka, start_web(settings)]
         for launch in launches:
             launch.wait()
         env = write_env_json(settings, secure)
@@ -107,7 +133,12 @@ def cmd_up(settings: Settings, secure_flag: bool) -> int:
         say(f"{launch.name:<9} {launch.action:<9} pid {pid}")
     kafka = env["kafka_bootstrap"]
     if secure:
-        kafka += f" (SSL :{env['kafka_ssl_port']}, SASL_SSL :{env['kafka_sasl_ssl_port']})"
+        kafka += f" (SSL {env['kafka_ssl_bootstrap']}, SASL_SSL {env['kafka_sasl_ssl_bootstrap']})"
+    if settings.cluster:
+        kafka += (
+            f", {settings.brokers} nodes, replication {settings.replication_factor}"
+            f", min ISR {settings.min_insync_replicas}"
+        )
     pg = f"{HOST}:{env['pg_port']}" + (" (TLS)" if secure else "")
     say(
         f"stack up in {time.monotonic() - started:.1f} s: Kafka {kafka}, PostgreSQL {pg}, "
@@ -118,26 +149,38 @@ def cmd_up(settings: Settings, secure_flag: bool) -> int:
 
 def cmd_down(settings: Settings) -> int:
     with stack_lock(settings):
-        stopped = [stop_web(settings), stop_kafka(settings), stop_pg(settings)]
+        nodes = [*settings.kafka_nodes, *settings.other_layout_nodes]
+        stopped = [stop_web(settings), *(stop_kafka(n) for n in nodes), stop_pg(settings)]
     if not any(stopped):
         say("stack: nothing running")
     return 0
 
 
-def cmd_kafka_start(settings: Settings) -> int:
-    secure = bool(read_json(KafkaFiles(settings.kafka_dir).started).get("secure"))
+def _nodes(settings: Settings, node_ids: list[int] | None) -> list[KafkaNode]:
+    return settings.kafka_nodes if not node_ids else [settings.kafka_node(n) for n in node_ids]
+
+
+def cmd_kafka_start(settings: Settings, node_ids: list[int] | None) -> int:
+    """Start the named nodes (default: every node) at once and wait until each answers."""
+    nodes = _nodes(settings, node_ids)
+    secure = any(bool(read_json(KafkaFiles(n.root).started).get("secure")) for n in nodes)
     with stack_lock(settings):
-        if kafka_pid(settings) is None:
-            check_ports(kafka_ports(settings, secure), set())
-        launch = start_kafka(settings, secure)
-        launch.wait()
-    say(f"kafka {launch.action} (pid {launch.pid})")
+        stopped = [n for n in nodes if kafka_pid(n) is None]
+        check_ports(kafka_ports(settings, secure, stopped), set())
+        cluster_id = cluster_id_to_use(settings)
+        launches = [start_kafka(settings, n, secure, cluster_id) for n in nodes]
+        for launch in launches:
+            launch.wait()
+    for launch in launches:
+        say(f"{launch.name} {launch.action} (pid {launch.pid})")
     return 0
 
 
-def cmd_kafka_stop(settings: Settings, kill: bool) -> int:
+def cmd_kafka_stop(settings: Settings, node_ids: list[int] | None, kill: bool) -> int:
+    """Stop the named nodes (default: every node); with --kill, all SIGKILLed before any wait,
+    so a cluster loses them at the same moment."""
     with stack_lock(settings):
-        if not stop_kafka(settings, kill=kill):
+        if not stop_kafka_nodes(_nodes(settings, node_ids), kill=kill):
             say("kafka: not running")
     return 0
 
@@ -181,7 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ks = sub.add_parser("kafka-stop", help="stop Kafka (SIGTERM; --kill: SIGKILL) and wait")
     ks.add_argument("--kill", action="store_true")
-    sub.add_parser("kafka-start", help="start Kafka and wait until it answers")
+    ks.add_argument(
+        "--node", type=int, action="append", help="only this node of a cluster (repeatable)"
+    )
+    kst = sub.add_parser("kafka-start", help="start Kafka and wait until it answers")
+    kst.add_argument(
+        "--node", type=int, action="append", help="only this node of a cluster (repeatable)"
+    )
     ps = sub.add_parser("pg-stop", help="stop PostgreSQL (fast; --kill: immediate) and wait")
     ps.add_argument("--kill", action="store_true")
     sub.add_parser("pg-start", help="start PostgreSQL and wait until it accepts connections")
@@ -201,9 +250,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stderr) -> int:
         if args.command == "dev-config":
             return cmd_dev_config(settings, args.secure)
         if args.command == "kafka-stop":
-            return cmd_kafka_stop(settings, args.kill)
+            return cmd_kafka_stop(settings, args.node, args.kill)
         if args.command == "kafka-start":
-            return cmd_kafka_start(settings)
+            return cmd_kafka_start(settings, args.node)
         if args.command == "pg-stop":
             return cmd_pg_stop(settings, args.kill)
         if args.command == "pg-start":

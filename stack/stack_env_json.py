@@ -30,8 +30,9 @@ def env_info(settings: Settings, secure: bool) -> dict[str, Any]:
     files = pg_files(settings)
     password = pg_superuser_password(files) if files.password_file.exists() else ""
     pg = f"{HOST}:{settings.pg_port}"
+    first = settings.kafka_nodes[0]
     info: dict[str, Any] = {
-        "kafka_bootstrap": f"{HOST}:{settings.kafka_port}",
+        "kafka_bootstrap": settings.bootstrap,
         "pg_dsn": f"postgresql://{APP_ROLE}:{APP_PASSWORD}@{pg}/{APP_DB}",
         "pg_admin_dsn": f"postgresql://{PG_SUPERUSER}:{password}@{pg}/postgres",
         "pg_bin": str(find_pg_bin()),
@@ -41,8 +42,21 @@ def env_info(settings: Settings, secure: bool) -> dict[str, Any]:
         "kafka_port": settings.kafka_port,
         "kafka_controller_port": settings.controller_port,
         "kafka_version": kafka_version(),
-        "kafka_log": str(KafkaFiles(settings.kafka_dir).log),
-        "kafka_data": str(KafkaFiles(settings.kafka_dir).data),
+        "kafka_log": str(KafkaFiles(first.root).log),
+        "kafka_data": str(KafkaFiles(first.root).data),
+        "kafka_brokers": settings.brokers,
+        "kafka_replication_factor": settings.replication_factor,
+        "kafka_min_insync_replicas": settings.min_insync_replicas,
+        "kafka_nodes": [
+            {
+                "node_id": n.node_id,
+                "port": n.port,
+                "controller_port": n.controller_port,
+                "bootstrap": f"{HOST}:{n.port}",
+                "log": str(KafkaFiles(n.root).log),
+            }
+            for n in settings.kafka_nodes
+        ],
         "pg_port": settings.pg_port,
         "pg_superuser_run_as": pg_run_as() or pwd.getpwuid(os.geteuid()).pw_name,
         "web_port": settings.web_port,
@@ -63,9 +77,11 @@ def env_info(settings: Settings, secure: bool) -> dict[str, Any]:
             "tls_wrong_client_cert": str(tls.wrong.client_cert),
             "tls_wrong_client_key": str(tls.wrong.client_key),
             "kafka_ssl_port": settings.kafka_ssl_port,
-            "kafka_ssl_bootstrap": f"{HOST}:{settings.kafka_ssl_port}",
+            "kafka_ssl_bootstrap": ",".join(f"{HOST}:{n.ssl_port}" for n in settings.kafka_nodes),
             "kafka_sasl_ssl_port": settings.kafka_sasl_port,
-            "kafka_sasl_ssl_bootstrap": f"{HOST}:{settings.kafka_sasl_port}",
+            "kafka_sasl_ssl_bootstrap": ",".join(
+                f"{HOST}:{n.sasl_port}" for n in settings.kafka_nodes
+            ),
             "kafka_sasl_mechanisms": ["SCRAM-SHA-256", "SCRAM-SHA-512"],
             "kafka_sasl_username": SCRAM_USER,
             "kafka_sasl_password": SCRAM_PASSWORD,

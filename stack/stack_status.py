@@ -1,37 +1,48 @@
-"""`stack.py status`: what runs where (text or --json)."""
+"""`stack.py status`: what runs where (text or --json), each Kafka node on its own line."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from stack_files import read_json, read_or_empty
-from stack_kafka import kafka_pid
+from stack_kafka import kafka_pid, node_ready
 from stack_kafka_config import KafkaFiles
-from stack_kafka_probe import kafka_ready
 from stack_pg_files import pg_files, pg_pid, pg_running_port
-from stack_settings import HOST, Settings, say
+from stack_settings import HOST, KafkaNode, Settings, say
 from stack_web import web_pid
 
 
+def node_info(node: KafkaNode) -> dict[str, Any]:
+    files = KafkaFiles(node.root)
+    pid = kafka_pid(node)
+    info = read_json(files.started) if pid else {}
+    return {
+        "node_id": node.node_id,
+        "running": pid is not None,
+        "pid": pid,
+        "port": info.get("kafka_port"),
+        "controller_port": info.get("controller_port"),
+        "secure": bool(info.get("secure")),
+        "ready": bool(pid) and node_ready(node),
+        "log": str(files.log),
+    }
+
+
 def status_info(settings: Settings) -> dict[str, Any]:
-    kfiles = KafkaFiles(settings.kafka_dir)
-    kpid = kafka_pid(settings)
-    kinfo = read_json(kfiles.started) if kpid else {}
+    # Nodes of the other layout still running (the broker count changed without a restart).
+    stray = [n for n in settings.other_layout_nodes if kafka_pid(n)]
+    nodes = [node_info(n) for n in [*settings.kafka_nodes, *stray]]
     pfiles = pg_files(settings)
     ppid = pg_pid(pfiles)
     wpid = web_pid(settings)
     winfo = read_json(settings.web_dir / "started.json") if wpid else {}
     return {
-        "kafka": {
-            "running": kpid is not None,
-            "pid": kpid,
-            "port": kinfo.get("kafka_port"),
-            "controller_port": kinfo.get("controller_port"),
-            "secure": bool(kinfo.get("secure")),
-            "ready": bool(kpid) and kafka_ready(int(kinfo.get("kafka_port", 0))),
-            "log": str(kfiles.log),
-        },
+        # The first node, as before the cluster existed (tests and scripts read these keys).
+        "kafka": {key: value for key, value in nodes[0].items() if key != "node_id"},
+        "kafka_nodes": nodes,
+        "kafka_brokers": settings.brokers,
         "postgres": {
             "running": ppid is not None,
             "pid": ppid,
@@ -54,16 +65,23 @@ def cmd_status(settings: Settings, as_json: bool) -> int:
     if as_json:
         print(json.dumps(info, indent=2))
         return 0
-    k, p, w = info["kafka"], info["postgres"], info["web"]
-    if k["running"]:
-        extra = f" SSL :{k['port'] + 2} SASL_SSL :{k['port'] + 3}" if k["secure"] else ""
-        state = "ready" if k["ready"] else "not answering"
+    for k in info["kafka_nodes"]:
+        label = "kafka" if Path(k["log"]).parent.name == "kafka" else f"kafka-{k['node_id']}"
+        if k["running"]:
+            extra = f" SSL :{k['port'] + 2} SASL_SSL :{k['port'] + 3}" if k["secure"] else ""
+            state = "ready" if k["ready"] else "not answering"
+            say(
+                f"{label:<9} running  pid {k['pid']:<8} {HOST}:{k['port']} ({state}; controller "
+                f":{k['controller_port']}{extra})  log {k['log']}"
+            )
+        else:
+            say(f"{label:<9} stopped")
+    if settings.cluster:
         say(
-            f"kafka     running  pid {k['pid']:<8} {HOST}:{k['port']} ({state}; controller "
-            f":{k['controller_port']}{extra})  log {k['log']}"
+            f"cluster   {settings.brokers} nodes, replication {settings.replication_factor},"
+            f" min ISR {settings.min_insync_replicas}; bootstrap {settings.bootstrap}"
         )
-    else:
-        say("kafka     stopped")
+    p, w = info["postgres"], info["web"]
     if p["running"]:
         tls = " (TLS on)" if p["ssl"] else ""
         say(f"postgres  running  pid {p['pid']:<8} {HOST}:{p['port']}{tls}  data {p['data']}")

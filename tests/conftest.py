@@ -19,6 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from bench.cluster import Cluster, ClusterError, start_cluster
 from helpers.sites import local_sites  # noqa: F401 - registers the fixture
 from helpers.stack import ROOT, Pipeline, StackInfo
 
@@ -44,6 +45,16 @@ def stack() -> StackInfo:
         pytest.fail(f"local stack did not start:\n{proc.stdout}\n{proc.stderr}")
     env = json.loads((_stack_dir() / "env.json").read_text())
     return StackInfo(env["kafka_bootstrap"], env["pg_dsn"], env.get("pg_admin_dsn"), env)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Cluster:
+    """The three-node Kafka cluster (replication 3, min ISR 2) with its own PostgreSQL, in its
+    own stack dir and ports (bench/cluster.py), started if needed. Fails if it cannot start."""
+    try:
+        return start_cluster()
+    except ClusterError as exc:
+        pytest.fail(f"the three-node cluster did not start: {exc}")
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from engine.kafka.producer_parts import (
     abandon_producer,
     discard_futures,
 )
+from engine.kafka.reach import reach_cause
 from engine.kafka.settings import client_kwargs
 from engine.kafka.spool import Spool, SpoolError, SpoolRecord
 from engine.kafka.watch import SettingsWatch
@@ -265,6 +266,9 @@ class Shipper:
         discard_futures(futures)
         if failure is not None or not all(done):
             reason = describe_error(failure) if failure is not None else "not acknowledged"
+            if self.stats.kafka_states.get("producer") != ConnState.DOWN:  # said once: name why
+                cause = await reach_cause(producer, self.cfg.bootstrap_servers)
+                reason += f"; {cause}" if cause else ""
             self._kafka_down(f"send to Kafka failed ({reason}); spooling")
             await self._close_producer(dead=True)
         return done

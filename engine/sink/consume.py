@@ -34,6 +34,7 @@ from engine.envelope import CheckEvent, MetricsEvent
 from engine.errors import ConfigError, ConnectError
 from engine.kafka.settings import client_kwargs
 from engine.kafka.watch import SettingsWatch
+from engine.sink.agents import HeartbeatKeeper
 from engine.sink.decode import Batch, decode_messages, oldest_first
 from engine.sink.store import DeadLetter, Encoded, Store, WriteResult
 from engine.stats import ConnState, Stats
@@ -63,6 +64,7 @@ class Sink:
         self._last_lag_at = 0.0
         # First offset of the batch waiting for PostgreSQL, per partition (lag counts from it).
         self._pending: dict[TopicPartition, int] = {}
+        self.fleet = HeartbeatKeeper(self.store, self.stats)
         self._write_error: str | None = None  # the last write failure said, until one works
         self._unwritten: list[dict[TopicPartition, int]] = []  # `Batch.first`s, oldest first
         # Names the cause when Kafka refuses our settings after start (see engine.kafka.watch).
@@ -197,7 +199,7 @@ class Sink:
                     await writing
 
     def _decode(self, batch: dict[TopicPartition, list[object]]) -> Batch:
-        metrics, checks, dead, offsets = decode_messages(batch, self.max_age)
+        metrics, checks, dead, offsets = decode_messages(batch, self.max_age, self.fleet.pending)
         self.stats.consumed.total += sum(map(len, batch.values()))
         first = {tp: msgs[0].offset for tp, msgs in batch.items() if msgs}  # type: ignore[attr-defined]
         self._unwritten.append(first)
@@ -214,6 +216,7 @@ class Sink:
             if result is None:
                 return  # stopping: nothing committed, the batch is read again next time
             self._account(result)
+            await self.fleet.keep(batch.checks)
             await self._commit(batch.offsets)
         finally:
             self._unwritten = [f for f in self._unwritten if f is not batch.first]
@@ -340,6 +343,8 @@ class Sink:
             log.info("offset commit skipped after a rebalance (%s)", type(exc).__name__)
         except (KafkaError, TimeoutError) as exc:
             self.stats.error("consumer", f"offset commit failed: {type(exc).__name__}")
+            if isinstance(exc, TimeoutError):
+                _adopt_orphaned_commits()
 
     async def _update_lag(self) -> None:
         """Lag per partition: end of the log minus the first offset not yet in PostgreSQL.
@@ -396,3 +401,23 @@ async def _stop_quietly(consumer: AIOKafkaConsumer) -> None:
     with contextlib.suppress(Exception):
         async with asyncio.timeout(10):
             await consumer.stop()
+
+
+def _adopt_orphaned_commits() -> None:
+    """Retrieve the outcome of commit requests our timeout walked away from.
+
+    aiokafka sends a commit inside `asyncio.shield`; when our timeout cancels the wait, shield
+    (Python 3.11) drops its hold on the request, which goes on and may fail later (a dead
+    coordinator: RequestTimedOutError) with nobody to see it, and asyncio logs "Task exception
+    was never retrieved". The next batch's commit covers those offsets, so the failure only
+    needs to be seen here, at debug level.
+    """
+    for task in asyncio.all_tasks():
+        coro = task.get_coro()
+        if getattr(coro, "__qualname__", "") == "GroupCoordinator._do_commit_offsets":
+            task.add_done_callback(_note_orphaned_commit)
+
+
+def _note_orphaned_commit(task: asyncio.Task[object]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.debug("an abandoned offset commit failed: %s", type(exc).__name__)

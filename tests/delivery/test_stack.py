@@ -37,6 +37,7 @@ STACK_ENV_VARS = (
     "METRICTUI_STACK_PG_PORT",
     "METRICTUI_STACK_WEB_PORT",
     "METRICTUI_STACK_SECURE",
+    "METRICTUI_STACK_BROKERS",
 )
 
 pytestmark = pytest.mark.integration
@@ -372,3 +373,28 @@ def test_dev_config_secure_connects_like_an_aiven_client(
     assert config.kafka.ssl_keyfile == Path(secure_env["tls_client_key"])
     assert config.postgres.dsn is not None
     assert "sslmode=verify-full" in config.postgres.dsn.reveal()
+
+
+def test_three_brokers_are_a_cluster_on_their_own_ports_with_replication_3_min_isr_2(
+    tmp_path: Path,
+) -> None:
+    load_stack_module()  # puts stack/ on sys.path for its sibling modules
+    import stack_kafka_config
+    import stack_settings
+
+    env = {"METRICTUI_STACK_DIR": str(tmp_path), "METRICTUI_STACK_BROKERS": "3"}
+    settings = stack_settings.Settings.from_env(env)
+    nodes = settings.kafka_nodes
+    assert [n.port for n in nodes] == [19192, 19196, 19200]  # clear of the single node's 19092
+    assert settings.bootstrap == "127.0.0.1:19192,127.0.0.1:19196,127.0.0.1:19200"
+    props = stack_kafka_config.kafka_properties(
+        settings, nodes[1], stack_kafka_config.KafkaFiles(nodes[1].root), secure=False
+    )
+    assert "node.id=2" in props
+    assert "controller.quorum.voters=1@127.0.0.1:19193,2@127.0.0.1:19197,3@127.0.0.1:19201" in props
+    for line in ("default.replication.factor=3", "min.insync.replicas=2"):
+        assert line in props.splitlines()
+    single = stack_settings.Settings.from_env({"METRICTUI_STACK_DIR": str(tmp_path)})
+    assert [n.port for n in single.kafka_nodes] == [19092]
+    with pytest.raises(stack_settings.StackError, match="METRICTUI_STACK_BROKERS"):
+        stack_settings.Settings.from_env({**env, "METRICTUI_STACK_BROKERS": "two"})

@@ -126,6 +126,7 @@ async def test_help_lists_every_dashboard_key() -> None:
         ("space", "Enable or disable the selected target"),
         ("enter", "History of the selected target"),
         ("m", "Switch metric collectors"),
+        ("f", "Every agent: live, stale, offline"),
         ("?", "Show every key"),
         ("q", "Quit"),
         ("ctrl+p", "Command palette"),
@@ -142,6 +143,7 @@ async def test_footer_bindings_have_ids_and_descriptions() -> None:
         "toggle-target",
         "target-detail",
         "metrics",
+        "fleet",
         "help",
         "quit",
     }

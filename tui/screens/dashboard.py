@@ -18,6 +18,7 @@ from engine.control.protocol import Control
 from engine.errors import UserError
 from engine.stats import StatsSnapshot, TargetStatus
 from tui.screens.confirm import ConfirmScreen
+from tui.screens.fleet import FleetScreen
 from tui.screens.help import HelpScreen
 from tui.screens.metrics import MetricsScreen
 from tui.screens.target_detail import TargetDetailScreen
@@ -56,6 +57,14 @@ class DashboardScreen(Screen[None]):
             priority=True,
         ),
         Binding("m", "metrics", "Metrics", id="metrics", tooltip="Switch metric collectors"),
+        Binding(
+            "f",
+            "fleet",
+            "Fleet",
+            id="fleet",
+            tooltip="Every agent: live, stale, offline",
+            show=False,  # the footer is full at 80 columns; help (?) lists it
+        ),
         Binding("question_mark", "help", "Help", id="help", tooltip="Show every key"),
         Binding("q", "quit", "Quit", id="quit", tooltip="Quit (the engine flushes first)"),
     ]
@@ -100,7 +109,9 @@ class DashboardScreen(Screen[None]):
             return
         self.query_one(PipelinePane).apply(snapshot)
         self.query_one(HostPane).apply(snapshot)
-        self.query_one(TargetsTable).apply(snapshot.targets, snapshot.taken_at)
+        self.query_one(TargetsTable).apply(
+            snapshot.targets, snapshot.taken_at, snapshot.target_locations
+        )
         total = snapshot.errors_total
         self.query_one("#errors-box").border_title = f"errors ({total})" if total else "errors"
         self.query_one(ErrorsPane).apply(snapshot.errors, snapshot.taken_at)
@@ -210,6 +221,9 @@ class DashboardScreen(Screen[None]):
 
     def action_metrics(self) -> None:
         self.app.push_screen(MetricsScreen(self._control))
+
+    def action_fleet(self) -> None:
+        self.app.push_screen(FleetScreen(self._control))
 
     def action_help(self) -> None:
         self.app.push_screen(HelpScreen(list(self.BINDINGS)))

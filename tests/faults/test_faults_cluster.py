@@ -1,0 +1,166 @@
+"""Faults on a three-node cluster, the way managed Kafka runs (replication 3, min ISR 2):
+partition leaders killed, a rolling restart, the cluster below min ISR, the group coordinator
+killed. Real processes and servers; PostgreSQL and the feeder's numbered events are the judges
+(see cluster_tools.py). The fleet case (targets topic leader killed during a rebalance) waits
+for the fleet issue."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from bench.cluster import Cluster
+from helpers.cluster_tools import (
+    Load,
+    cluster_pipeline_fixture,  # noqa: F401 - fixture
+    coordinator_of,
+    finish_and_judge,
+    in_sync,
+    leader_of_both,
+    measure_produce_recovery,
+    record_figures,
+    sink_recovery,
+    start_load,
+    wait_new_status,
+)
+from helpers.faults import Agents, stored_count
+from helpers.sites import LocalSites
+from helpers.stack import Pipeline
+from helpers.waiting import wait_for
+
+pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.timeout(900)]
+
+DOWN_S = 10.0
+
+
+@pytest.fixture(name="load_agents")
+def load_agents_fixture(cluster_pipeline: Pipeline) -> Agents:
+    return Agents(cluster_pipeline, cluster_pipeline.dir / "logs")
+
+
+def _kill_and_restart_leader(cluster: Cluster, load: Load) -> dict[str, object]:
+    node = leader_of_both(load)
+    killed_mono, killed_unix = time.monotonic(), time.time()
+    cluster.kill_node(node)
+    produce_s = measure_produce_recovery(load, killed_mono)
+    assert wait_new_status(load.producer), "the agent's loop is stuck while a leader is dead"
+    time.sleep(max(0.0, killed_mono + DOWN_S - time.monotonic()))
+    cluster.start_node(node)
+    wait_for(lambda: in_sync(load), 180, "the restarted node back in sync")
+    return {
+        "node": node,
+        "killed_unix": killed_unix,
+        "produce_recovered_s": None if produce_s is None else round(produce_s, 1),
+    }
+
+
+def test_partition_leader_sigkilled_twice_loses_nothing_and_stores_nothing_twice(
+    cluster: Cluster,
+    cluster_pipeline: Pipeline,
+    load_agents: Agents,
+    local_sites: LocalSites,
+) -> None:
+    try:
+        load = start_load(cluster_pipeline, load_agents, local_sites)
+        kills = []
+        for _ in range(2):
+            kills.append(_kill_and_restart_leader(cluster, load))
+            time.sleep(5)
+        result = finish_and_judge(load)
+        for kill in kills:
+            since = float(kill["killed_unix"])  # type: ignore[arg-type]
+            kill["sink_recovered_s"] = sink_recovery(cluster_pipeline, load.feeder.agent, since)
+        record_figures("leader_kill", {"kills": kills, "feed_rate": 300, **result})
+    finally:
+        load_agents.kill_all()
+
+
+def test_rolling_restart_of_all_three_nodes_under_load_loses_nothing(
+    cluster: Cluster,
+    cluster_pipeline: Pipeline,
+    load_agents: Agents,
+    local_sites: LocalSites,
+) -> None:
+    try:
+        load = start_load(cluster_pipeline, load_agents, local_sites)
+        took = []
+        for node in cluster.node_ids:
+            began = time.monotonic()
+            cluster.stop_node(node)  # SIGTERM: a controlled shutdown hands leadership over
+            cluster.start_node(node)
+            wait_for(lambda: in_sync(load), 180, f"node {node} back in sync")
+            took.append(round(time.monotonic() - began, 1))
+        result = finish_and_judge(load)
+        record_figures("rolling_restart", {"node_restart_to_in_sync_s": took, **result})
+    finally:
+        load_agents.kill_all()
+
+
+def test_below_min_isr_the_agent_spools_says_why_and_replays_when_a_node_returns(
+    cluster: Cluster,
+    cluster_pipeline: Pipeline,
+    load_agents: Agents,
+    local_sites: LocalSites,
+) -> None:
+    try:
+        load = start_load(cluster_pipeline, load_agents, local_sites)
+        down = cluster.node_ids[1:]
+        logged = len(load.producer.text().splitlines())
+        cluster.kill_node(*down)  # at the same moment
+        below = time.monotonic()
+        wait_for(lambda: int(load.producer.last_status().get("spool", 0)) >= 5, 90, "spooling")
+        status = load.producer.last_status()
+        assert status["kafka"] in ("down", "connecting"), status
+        # One line says why (said when Kafka goes down, not once per failed batch).
+        lines = [ln for ln in load.producer.text().splitlines()[logged:] if "spooling" in ln]
+        assert lines, load.producer.tail()
+        why = lines[0]
+        assert "2 of 3 brokers unreachable" in why and "acks=all" in why, why
+        spooled = int(status["spool"])
+        returned = time.monotonic()
+        cluster.start_node(down[0])  # 2 of 3: a quorum, and acks=all can be met again
+        wait_for(lambda: load.producer.last_status().get("spool") == "0", 120, "the replay")
+        replay_s = time.monotonic() - returned
+        cluster.start_node(down[1])
+        result = finish_and_judge(load)
+        record_figures(
+            "below_min_isr",
+            {
+                "spooling_after_s": round(returned - below, 1),
+                "spooled": spooled,
+                "why": why[-300:],
+                "replayed_after_node_back_s": round(replay_s, 1),
+                **result,
+            },
+        )
+    finally:
+        load_agents.kill_all()
+
+
+def test_group_coordinator_sigkilled_the_sink_resumes_without_duplicate_rows(
+    cluster: Cluster,
+    cluster_pipeline: Pipeline,
+    load_agents: Agents,
+    local_sites: LocalSites,
+) -> None:
+    try:
+        load = start_load(cluster_pipeline, load_agents, local_sites)
+        node = coordinator_of(load)
+        killed_unix = time.time()
+        cluster.kill_node(node)
+        # The group moves to a new coordinator (once Kafka fences the dead node), and the
+        # sink goes on storing and committing there while the node is still dead.
+        wait_for(lambda: coordinator_of(load) != node, 180, "a new group coordinator")
+        resumed = coordinator_of(load)
+        before = stored_count(cluster_pipeline)
+        wait_for(lambda: stored_count(cluster_pipeline) > before + 500, 120, "the sink to resume")
+        cluster.start_node(node)
+        result = finish_and_judge(load)
+        sink_s = sink_recovery(cluster_pipeline, load.feeder.agent, killed_unix)
+        record_figures(
+            "coordinator_kill",
+            {"node": node, "new_coordinator": resumed, "sink_recovered_s": sink_s, **result},
+        )
+    finally:
+        load_agents.kill_all()
