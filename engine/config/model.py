@@ -177,6 +177,17 @@ class TuiConfig:
 
 
 @dataclass(frozen=True)
+class ServeConfig:
+    """`metrictui serve`: the dashboard in a browser; a token guards it (tui/serve/settings.py)."""
+
+    listen: str = setting(StrKey(rule=rules.serve_listen), "127.0.0.1:8640")
+    token_file: Path | None = setting(PathKey(optional=True), None)
+    """Without it, a random token is made at each start; required beyond loopback."""
+    public_url: str | None = setting(StrKey(optional=True, rule=rules.public_url), None)
+    """The address printed (and used by the page's websocket) behind a reverse proxy."""
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration; `warnings` are non-fatal findings to show the user."""
 
@@ -187,6 +198,7 @@ class Config:
     consumer: ConsumerConfig = field(default_factory=ConsumerConfig)
     headless: HeadlessConfig = field(default_factory=HeadlessConfig)
     tui: TuiConfig = field(default_factory=TuiConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
     targets_file: Path = setting(PathKey(), Path("targets.toml"))
     """Default: targets.toml beside the config file (the loader resolves it there)."""
     targets_source: str = setting(StrKey(choices=TARGETS_SOURCES), "file")
