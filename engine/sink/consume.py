@@ -36,6 +36,7 @@ from engine.kafka.settings import client_kwargs
 from engine.kafka.watch import SettingsWatch
 from engine.sink.agents import HeartbeatKeeper
 from engine.sink.decode import Batch, decode_messages, oldest_first
+from engine.sink.offsets import adopt_orphaned_commits, partition_lag
 from engine.sink.store import DeadLetter, Encoded, Store, WriteResult
 from engine.stats import ConnState, Stats
 
@@ -344,41 +345,15 @@ class Sink:
         except (KafkaError, TimeoutError) as exc:
             self.stats.error("consumer", f"offset commit failed: {type(exc).__name__}")
             if isinstance(exc, TimeoutError):
-                _adopt_orphaned_commits()
+                adopt_orphaned_commits()
 
     async def _update_lag(self) -> None:
-        """Lag per partition: end of the log minus the first offset not yet in PostgreSQL.
-
-        While a batch waits for the database, the fetcher is idle and its high-water marks go
-        stale, so the end offsets are asked for (bounded); otherwise they are free.
-        """
+        """Lag per partition, at most once a second (see engine.sink.offsets.partition_lag)."""
         now = time.monotonic()
         if self.consumer is None or now - self._last_lag_at < 1.0:
             return
         self._last_lag_at = now
-        assigned = list(self.consumer.assignment())
-        ends: dict[TopicPartition, int] = {}
-        if self._pending and assigned:
-            try:
-                async with asyncio.timeout(2.0):
-                    ends = await self.consumer.end_offsets(assigned)
-            except (KafkaError, IllegalStateError, TimeoutError):
-                ends = {}
-        lag: dict[tuple[str, int], int] = {}
-        for tp in assigned:
-            high = ends.get(tp, self.consumer.highwater(tp))
-            if high is None:
-                continue
-            if tp in self._pending:
-                done = self._pending[tp]
-            else:
-                try:  # position() waits for an offset reset if there is one pending
-                    async with asyncio.timeout(1.0):
-                        done = await self.consumer.position(tp)
-                except (KafkaError, IllegalStateError, TimeoutError):
-                    continue
-            lag[(tp.topic, tp.partition)] = max(0, high - done)
-        self.stats.lag = lag
+        self.stats.lag = await partition_lag(self.consumer, self._pending)
 
     async def stop(self) -> None:
         """Stop after the current batch; bounded by the caller's timeout."""
@@ -401,23 +376,3 @@ async def _stop_quietly(consumer: AIOKafkaConsumer) -> None:
     with contextlib.suppress(Exception):
         async with asyncio.timeout(10):
             await consumer.stop()
-
-
-def _adopt_orphaned_commits() -> None:
-    """Retrieve the outcome of commit requests our timeout walked away from.
-
-    aiokafka sends a commit inside `asyncio.shield`; when our timeout cancels the wait, shield
-    (Python 3.11) drops its hold on the request, which goes on and may fail later (a dead
-    coordinator: RequestTimedOutError) with nobody to see it, and asyncio logs "Task exception
-    was never retrieved". The next batch's commit covers those offsets, so the failure only
-    needs to be seen here, at debug level.
-    """
-    for task in asyncio.all_tasks():
-        coro = task.get_coro()
-        if getattr(coro, "__qualname__", "") == "GroupCoordinator._do_commit_offsets":
-            task.add_done_callback(_note_orphaned_commit)
-
-
-def _note_orphaned_commit(task: asyncio.Task[object]) -> None:
-    if not task.cancelled() and (exc := task.exception()) is not None:
-        log.debug("an abandoned offset commit failed: %s", type(exc).__name__)
