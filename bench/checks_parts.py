@@ -31,8 +31,8 @@ import psutil
 from bench.env import BenchEnv, child_env
 from bench.measure import percentile
 from engine.agent.checks.pool import CheckWorkerPool
-from engine.check_result import CheckResult
 from engine.engine import Engine
+from engine.records.check_result import CheckResult
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,23 +22,24 @@ from bench.kafka_parts import TIMEOUT_S
 from bench.measure import Throughput
 from bench.pgbinary import copy_data
 from bench.workload import Message
-from engine.check_result import CHECK_FIELDS
 from engine.config import Config
 from engine.db.migrate import migrate
 from engine.envelope import CheckEvent, MetricsEvent, decode_event
+from engine.records.check_result import CHECK_FIELDS
 from engine.sink.store import Store
 
 SAMPLE_TYPES = ("timestamptz", "int8", "float8")
 CHECK_TYPES = (
     *("timestamptz", "uuid", "text", "text", "text", "text", "bool", "int4", "text", "text"),
-    *("float4", "float4", "float4", "float4", "float4", "bool", "timestamptz", "text"),
+    *("float4", "float4", "float4", "float4", "float4", "bool", "timestamptz", "text", "text"),
 )
 SeriesKey = tuple[str, str, str, str, str]
 
 
 def decode_all(messages: Sequence[Message]) -> list[MetricsEvent | CheckEvent]:
     now = datetime.now(UTC)
-    return [decode_event(m.value, now=now, max_age=timedelta(days=30)) for m in messages]
+    events = [decode_event(m.value, now=now, max_age=timedelta(days=30)) for m in messages]
+    return [e for e in events if isinstance(e, MetricsEvent | CheckEvent)]
 
 
 async def prepared_store(config: Config, events: Sequence[MetricsEvent | CheckEvent]) -> Store:

@@ -32,6 +32,7 @@ import orjson
 
 from bench.checks_parts import bare_http, measure_agent, measure_checks
 from bench.env import ROOT, BenchEnv, stack_endpoints
+from bench.fleet_parts import FLEET_KEYS, fleet_sizes, run_fleet
 from bench.freshness import measure_freshness
 from bench.kafka_parts import raw_consume, raw_send, real_producer
 from bench.measure import Throughput, median_of, paired, ratio
@@ -42,7 +43,7 @@ from bench.tui_parts import engine_drain
 from bench.webserver import LocalWebServer
 from bench.workload import Message, days_of, encode, iter_workload, sample_template
 
-PARTS = ("sink", "producer", "freshness", "checks", "agent", "tui")
+PARTS = ("sink", "producer", "freshness", "checks", "agent", "tui", "fleet")
 KEYS = (
     "sink_rows_per_s",
     "raw_copy_rows_per_s",
@@ -61,6 +62,7 @@ KEYS = (
     "agent_cpu_pct",
     "agent_rss_mb",
     "tui_vs_headless",
+    *FLEET_KEYS,
 )
 DEFAULT_OUTPUT = ROOT / "bench" / "results" / "latest.json"
 
@@ -227,6 +229,19 @@ class Run:
         ceiling = await bare_http(server.url, count, c.concurrency)
         say(f"  bare aiohttp, new connection each: {ceiling:,.0f} requests/s")
         r["checks_ceiling_per_s"] = round(ceiling, 1)
+
+    async def fleet(self) -> None:
+        """Real agent processes sharing targets through Kafka (bench.fleet_parts)."""
+        folder = self.env.workdir / "fleet"
+        folder.mkdir(parents=True, exist_ok=True)
+        e = self.env.endpoints
+        async with LocalWebServer() as server:
+            sizes = fleet_sizes(self.scale.name)
+            figures = await asyncio.to_thread(
+                run_fleet, e.bootstrap, e.dsn, server.url, folder, **sizes
+            )
+        say(f"  {figures}")
+        self.results.update(figures)
 
     async def agent(self, server: LocalWebServer) -> None:
         s = self.scale
@@ -410,6 +425,8 @@ async def run(scale: Scale, parts: set[str], keep: bool, meta: dict[str, Any]) -
                     await bench.part("agent", lambda: bench.agent(server))
         if "tui" in parts:
             await bench.part("tui", bench.tui)
+        if "fleet" in parts:
+            await bench.part("fleet", bench.fleet)
     finally:
         if not keep:
             await env.cleanup()

@@ -20,8 +20,8 @@ from typing import Any
 import orjson
 
 from engine.agent.collectors import COLLECTOR_NAMES, HostCollector
-from engine.check_result import CheckResult
 from engine.envelope import encode_event, metrics_payload
+from engine.records.check_result import CheckResult
 
 CHECKS_PER_METRICS_EVENT = 2
 TARGETS_PER_AGENT = 20

@@ -21,19 +21,21 @@ import psycopg
 from engine.agent.checks.checker import Checker
 from engine.agent.checks.pool import CheckWorkerPool, WorkerSetup, worker_count
 from engine.agent.collectors import COLLECTOR_NAMES, HostCollector
+from engine.agent.heartbeat import heartbeat_loop
 from engine.agent.recent_checks import RecentChecks
 from engine.agent.scheduler import CheckScheduler
-from engine.check_result import CheckResult
 from engine.config import Config
 from engine.db.migrate import migrate
 from engine.db.pg_errors import is_fatal_postgres_error, postgres_error_line
 from engine.db.retention import retention_loop
 from engine.envelope import encode_event, metrics_payload
 from engine.errors import ConnectError, UserError
+from engine.fleet.share import FleetTargets
 from engine.kafka.settings import describe_kafka_error
 from engine.kafka.shipper import Shipper
 from engine.kafka.spool import Spool
 from engine.kafka.topics import ensure_topics
+from engine.records.check_result import CheckResult
 from engine.sink.consume import Sink
 from engine.stats import ConnState, LatestSample, Stats, StatsSnapshot, TargetStatus
 from engine.targets import Target, load_targets, save_targets
@@ -61,6 +63,9 @@ class Engine:
         self.checker: Checker | None = None
         self.scheduler: CheckScheduler | CheckWorkerPool | None = None
         self.collector: HostCollector | None = None
+        self.fleet: FleetTargets | None = None
+        """Set when targets_source = "kafka": the shared table and this agent's share of it."""
+        self._last_check_at: datetime | None = None
         self._metrics_wakeup = asyncio.Event()
         self._started = False
         self.on_change: Callable[[], None] | None = None
@@ -84,13 +89,14 @@ class Engine:
         if self.consumes:
             self.stats.set_kafka_state("consumer", ConnState.CONNECTING)
             self.stats.postgres_state = ConnState.CONNECTING
-        if self.produces:  # validate before anything connects
+        fleet = cfg.targets_source == "kafka"
+        if self.produces and not fleet:  # validate before anything connects
             self._targets = {t.name: t for t in load_targets(cfg.targets_file)}
         enabled = load_enabled(cfg.targets_file, cfg.agent.metrics)
         for name in COLLECTOR_NAMES:
             self.stats.metrics_enabled[name] = name in enabled
         try:
-            created = await ensure_topics(cfg.kafka)
+            created = await ensure_topics(cfg.kafka, targets=fleet)
             if created:
                 log.info("created Kafka topics %s", ", ".join(created))
         except UserError:
@@ -135,7 +141,8 @@ class Engine:
             body_max = cfg.agent.check_body_max_kb * 1024
             workers = worker_count(cfg.agent.check_workers, self._targets.values())
             if workers:  # many targets: check in worker processes (engine.agent.checks.pool)
-                setup = WorkerSetup(self.agent, self.host, body_max, cfg.agent.check_concurrency)
+                concurrency, where = cfg.agent.check_concurrency, cfg.agent.location
+                setup = WorkerSetup(self.agent, self.host, body_max, concurrency, where, fleet)
                 self.scheduler = CheckWorkerPool(
                     workers, setup, self._on_check, lambda line: self.stats.error("checks", line)
                 )
@@ -143,12 +150,25 @@ class Engine:
             else:
                 self.checker = Checker(body_max_bytes=body_max)
                 await self.checker.start()
+                concurrency = cfg.agent.check_concurrency
                 self.scheduler = CheckScheduler(
-                    self.checker, self._on_check, concurrency=cfg.agent.check_concurrency
+                    self.checker, self._on_check, concurrency=concurrency, clock_phase=fleet
                 )
             self._publish_targets()
             self.scheduler.start()
+            if fleet:
+                self.fleet = FleetTargets(
+                    cfg,
+                    client_id,
+                    self._fleet_changed,
+                    lambda line: self.stats.error("fleet", line),
+                )
+                self.fleet.start()
             self._tasks.append(asyncio.create_task(self._collect_loop(), name="collect"))
+            beat = heartbeat_loop(
+                cfg.agent, self.stats, self.host, lambda: self._last_check_at, self._send_beat
+            )
+            self._tasks.append(asyncio.create_task(beat, name="heartbeat"))
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="stats"))
         self._started = True
 
@@ -170,8 +190,10 @@ class Engine:
         deadline = loop.time() + timeout
         if self.scheduler is not None:
             await self.scheduler.stop()
+        if self.fleet is not None:  # leave the group now: survivors take our targets at once
+            await self.fleet.stop()
         for task in self._tasks:
-            if task.get_name() in ("collect", "topics", "stats"):
+            if task.get_name() in ("collect", "topics", "stats", "heartbeat"):
                 task.cancel()
         if self.shipper is not None:
             await self.shipper.stop(timeout=max(1.0, (deadline - loop.time()) * 0.6))
@@ -239,14 +261,14 @@ class Engine:
         worker encoded it already."""
         assert self.shipper is not None
         self.stats.checks_total += 1
+        self._last_check_at = result.started_at
         target = self._targets.get(result.target)
         if target is None:
             return  # deleted while the check ran
         value = event
         if value is None:
-            value = encode_event(
-                "check", self.agent, self.host, result.started_at, result.to_payload()
-            )
+            payload = {**result.to_payload(), "location": self.config.agent.location}
+            value = encode_event("check", self.agent, self.host, result.started_at, payload)
         self.shipper.submit(self.config.kafka.checks_topic, result.target.encode(), value)
         cert_days = None
         if result.cert_expires_at is not None:
@@ -285,8 +307,10 @@ class Engine:
 
     def _publish_targets(self) -> None:
         """Push the target list to the scheduler and the stats (keeping last results)."""
+        checked = self.fleet.mine() if self.fleet is not None else list(self._targets.values())
         if self.scheduler is not None:
-            self.scheduler.set_targets(list(self._targets.values()))
+            self.scheduler.set_targets(checked)
+        self.stats.targets_assigned = sum(1 for t in checked if t.enabled)
         old = self.stats.targets
         self.stats.targets = {}
         for t in self._targets.values():
@@ -296,7 +320,24 @@ class Engine:
             else:
                 self.stats.targets[t.name] = TargetStatus(t.name, t.url, t.enabled, t.interval)
 
-    def _save(self, targets: dict[str, Target]) -> None:
+    def _send_beat(self, value: bytes) -> None:
+        if self.shipper is not None:
+            self.shipper.submit(self.config.kafka.metrics_topic, self.agent.encode(), value)
+
+    def _fleet_changed(self) -> None:
+        """The shared table or this agent's partitions changed: check the new share."""
+        assert self.fleet is not None
+        self._targets = dict(self.fleet.targets)
+        self.stats.fleet_idle = self.fleet.idle
+        self.stats.targets_bad_total = self.fleet.table.bad_total
+        self._publish_targets()
+        if self.on_change is not None:
+            self.on_change()
+
+    async def _save(self, targets: dict[str, Target]) -> None:
+        if self.fleet is not None:  # the topic is the source: publish, every agent follows
+            await self._publish_edit(targets)
+            return
         try:
             save_targets(self.config.targets_file, list(targets.values()))
         except OSError as exc:
@@ -308,10 +349,18 @@ class Engine:
         if self.on_change is not None:
             self.on_change()
 
+    async def _publish_edit(self, targets: dict[str, Target]) -> None:
+        assert self.fleet is not None
+        await self.fleet.publish_edit(self._targets, targets)
+        self._targets = targets  # the table confirms it a moment later
+        self._publish_targets()
+        if self.on_change is not None:
+            self.on_change()
+
     async def add_target(self, target: Target) -> None:
         if target.name in self._targets:
             raise UserError(f"a target named {target.name!r} exists already; pick another name")
-        self._save({**self._targets, target.name: target})
+        await self._save({**self._targets, target.name: target})
 
     async def update_target(self, name: str, target: Target) -> None:
         self.get_target(name)
@@ -321,11 +370,11 @@ class Engine:
             (target.name if k == name else k): (target if k == name else v)
             for k, v in self._targets.items()
         }
-        self._save(updated)
+        await self._save(updated)
 
     async def delete_target(self, name: str) -> None:
         self.get_target(name)
-        self._save({k: v for k, v in self._targets.items() if k != name})
+        await self._save({k: v for k, v in self._targets.items() if k != name})
         self.stats.targets.pop(name, None)
         self.recent_checks.forget(name)
 

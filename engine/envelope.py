@@ -3,6 +3,7 @@
     {"v": "1.0", "id": "<uuid4>", "type": "metrics" | "check", "agent": "...", "host": "...",
      "observed_at": "<iso8601>", "sent_at": "<iso8601>", "payload": {...}}
 
+heartbeat payload: engine.records.heartbeats.Heartbeat.to_payload() (version 1.1, one per interval).
 metrics payload: {"samples": [[metric, {label: value}, value, unit], ...]} (one event per tick).
 check payload:   CheckResult.to_payload() (one event per check).
 
@@ -25,7 +26,8 @@ from typing import Any
 
 import orjson
 
-from engine.check_result import NAME_MAX, ROW_SPECS, TEXT_MAX, FieldSpec, Kind
+from engine.records.check_result import NAME_MAX, ROW_SPECS, TEXT_MAX, FieldSpec, Kind
+from engine.records.heartbeats import HEARTBEAT_VERSION, BadHeartbeat, Heartbeat, parse_heartbeat
 
 SCHEMA_VERSION = "1.0"
 MAJOR = 1
@@ -46,6 +48,7 @@ def encode_event(
     observed_at: datetime,
     payload: Mapping[str, Any],
     event_id: uuid.UUID | None = None,
+    version: str = SCHEMA_VERSION,
 ) -> bytes:
     """One envelope as compact JSON bytes (orjson: the sink and producer are hot paths).
 
@@ -54,7 +57,7 @@ def encode_event(
     """
     return orjson.dumps(
         {
-            "v": SCHEMA_VERSION,
+            "v": version,
             "id": new_event_id() if event_id is None else str(event_id),
             "type": kind,
             "agent": agent,
@@ -110,7 +113,22 @@ class CheckEvent:
     row: tuple[Any, ...]  # values in CHECK_FIELDS order
 
 
-Event = MetricsEvent | CheckEvent
+@dataclass(slots=True)
+class HeartbeatEvent:
+    event_id: uuid.UUID
+    agent: str
+    host: str
+    observed_at: datetime
+    heartbeat: Heartbeat
+
+
+Event = MetricsEvent | CheckEvent | HeartbeatEvent
+
+
+def encode_heartbeat(agent: str, host: str, observed_at: datetime, beat: Heartbeat) -> bytes:
+    """A heartbeat envelope (minor version 1.1, which introduced the type)."""
+    payload = beat.to_payload()
+    return encode_event("heartbeat", agent, host, observed_at, payload, version=HEARTBEAT_VERSION)
 
 
 def _text(d: Mapping[str, Any], key: str, *, limit: int = _NAME_MAX, empty: bool = False) -> str:
@@ -231,6 +249,12 @@ def decode_event(raw: bytes | None, *, now: datetime, max_age: timedelta) -> Eve
         return MetricsEvent(event_id, agent, host, observed_at, _samples(payload, nul_free))
     if kind == "check":
         return CheckEvent(event_id, agent, host, observed_at, _check_row(payload))
+    if kind == "heartbeat":
+        try:
+            beat = parse_heartbeat(payload)
+        except BadHeartbeat as bad:
+            raise Invalid(str(bad)) from None
+        return HeartbeatEvent(event_id, agent, host, observed_at, beat)
     raise Invalid(f"unknown_type: {kind[:40]}")
 
 

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
+from engine.records.heartbeats import FleetAgent
+
 HISTORY_SECONDS = 300
 RATE_WINDOW_S = 10
 """A rate is the mean of this many per-second values, everywhere it is shown (dashboard, status
@@ -134,6 +136,16 @@ class StatsSnapshot:
     Kafka is connected or merely unreachable. `kafka_state` keeps its values alongside."""
     postgres_problem: Problem | None = None
     """Why PostgreSQL refuses us (password, certificate, privileges) and what to fix."""
+    targets_assigned: int = 0
+    """Fleet: targets this agent checks now (its share); in file mode, its enabled targets."""
+    fleet_idle: bool = False
+    """Fleet: this agent got no partition (more agents in its location than partitions)."""
+    targets_bad_total: int = 0
+    """Fleet: targets-topic records skipped as malformed."""
+    fleet: tuple[FleetAgent, ...] = ()
+    """Every agent whose heartbeat this engine saw (the sink's view; else only itself)."""
+    target_locations: dict[str, dict[str, bool]] = field(default_factory=dict)
+    """Per target, per location: whether its latest check there was up (from the sink)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, used by the control socket."""
@@ -171,6 +183,9 @@ _SCALARS: dict[str, Callable[[Any], Any]] = {
     "db_write_ms": _same,
     "freshness_s": _same,
     "errors_total": int,
+    "targets_assigned": int,
+    "fleet_idle": bool,
+    "targets_bad_total": int,
 }
 """Snapshot fields that are plain JSON values, with the conversion that reads each back;
 the other fields are nested and have their own lines in `snapshot_to_dict`/`_from_dict`."""
@@ -197,6 +212,8 @@ def snapshot_to_dict(s: StatsSnapshot) -> dict[str, Any]:
         "errors": [[_iso(e.at), e.source, e.message] for e in s.errors],
         "kafka_problem": _problem_list(s.kafka_problem),
         "postgres_problem": _problem_list(s.postgres_problem),
+        "fleet": [a.to_list() for a in s.fleet],
+        "target_locations": s.target_locations,
     }
 
 
@@ -218,7 +235,7 @@ def _target_from_dict(t: dict[str, Any]) -> TargetStatus:
 def snapshot_from_dict(d: dict[str, Any]) -> StatsSnapshot:
     """Inverse of `snapshot_to_dict`, for a TUI attached over the control socket."""
     return StatsSnapshot(
-        **{name: read(d[name]) for name, read in _SCALARS.items()},
+        **{name: read(d[name]) for name, read in _SCALARS.items() if name in d},
         taken_at=_dt(d["taken_at"]) or datetime.now(UTC),
         lag=tuple(PartitionLag(str(t), int(p), int(n)) for t, p, n in d["lag"]),
         history={k: tuple(float(x) for x in v) for k, v in d["history"].items()},
@@ -233,6 +250,11 @@ def snapshot_from_dict(d: dict[str, Any]) -> StatsSnapshot:
         ),
         kafka_problem=_problem(d.get("kafka_problem")),  # absent from older engines
         postgres_problem=_problem(d.get("postgres_problem")),
+        fleet=tuple(FleetAgent.from_list(a) for a in d.get("fleet", ())),
+        target_locations={
+            str(t): {str(loc): bool(ok) for loc, ok in by_loc.items()}
+            for t, by_loc in d.get("target_locations", {}).items()
+        },
     )
 
 
@@ -299,6 +321,11 @@ class Stats:
         # Per Kafka client ("producer", "consumer"): in role "all" both may name one cause.
         self.kafka_problems: dict[str, Problem] = {}
         self.postgres_problem: Problem | None = None
+        self.targets_assigned = 0
+        self.fleet_idle = False
+        self.targets_bad_total = 0
+        self.fleet: dict[str, FleetAgent] = {}
+        self.target_locations: dict[str, dict[str, bool]] = {}
 
     @property
     def kafka_state(self) -> ConnState:
@@ -377,4 +404,9 @@ class Stats:
             errors_total=self.errors_total,
             kafka_problem=next(iter(self.kafka_problems.values()), None),
             postgres_problem=self.postgres_problem,
+            targets_assigned=self.targets_assigned,
+            fleet_idle=self.fleet_idle,
+            targets_bad_total=self.targets_bad_total,
+            fleet=tuple(self.fleet[k] for k in sorted(self.fleet)),
+            target_locations={t: dict(v) for t, v in self.target_locations.items()},
         )

@@ -121,6 +121,9 @@ def kafka_properties(settings: Settings, node: KafkaNode, files: KafkaFiles, sec
         f"share.coordinator.state.topic.min.isr={isr}",
         "auto.create.topics.enable=false",
         "group.initial.rebalance.delay.ms=0",
+        # Fleet agents ask for a 3 s session so a killed agent's targets move within seconds
+        # (the broker default refuses sessions under 6 s; managed services let you lower it).
+        "group.min.session.timeout.ms=1000",
         "log.retention.hours=24",
         # The cleaner's default 128 MB buffer is a quarter of our heap and slows the start.
         "log.cleaner.dedupe.buffer.size=33554432",

@@ -20,6 +20,7 @@ from engine.engine import ROLES, Role
 from engine.errors import ConfigError, UserError
 from engine.logs import JsonFormatter, setup_logging
 from engine.targets import Target, load_targets
+from tui import targets_cli
 
 
 def _common(parser: argparse.ArgumentParser, sub: bool = False) -> None:
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         help="keep N days instead of [postgres] retention_days (this run only)",
     )
+    targets_cli.add_parser(sub, _common)
     return parser
 
 
@@ -265,6 +267,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_report(config, args))
         if args.command == "retention":
             return asyncio.run(_retention(config, args))
+        if args.command == "targets":
+            return targets_cli.run_targets(config, args)
         if args.command == "serve":
             from tui.serve.command import serve_command
 

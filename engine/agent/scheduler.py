@@ -12,6 +12,11 @@ slot is spread by a deterministic jitter (a hash of the name) over a window, so 
 target list does not fire all at once but a handful of new targets still run within ~1 s:
 the window is `min(interval, max(1 s, new targets / FIRST_RUNS_PER_S))`.
 
+Fleet agents pass `clock_phase=True`: each target's slots then sit at a fixed phase of the wall
+clock (a hash of the name times the interval, past each multiple of the interval since the
+epoch), the same on every agent. A target handed from one agent to another is checked by the
+new owner at the slot where the old owner would have checked it: no double check, no gap.
+
 Lateness, passed to `on_result` with every result, is the start of the check (semaphore
 acquired) minus its slot: it shows event-loop lag and concurrency saturation. When the process
 is saturated (CPU or `concurrency`), a slot that cannot start before the next one is due is
@@ -25,10 +30,11 @@ import asyncio
 import hashlib
 import logging
 import math
+import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from engine.check_result import CheckResult
+from engine.records.check_result import CheckResult
 from engine.targets import Target
 
 log = logging.getLogger(__name__)
@@ -55,6 +61,13 @@ def spread(name: str) -> float:
     return int.from_bytes(digest, "big") / 2.0**64
 
 
+def clock_slot(interval: float, name: str, now_wall: float, now_loop: float) -> float:
+    """The loop time of the next wall-clock slot of `name` (phase `spread(name) * interval`)."""
+    phase = spread(name) * interval
+    wall = math.ceil((now_wall - phase) / interval) * interval + phase
+    return now_loop + (wall - now_wall)
+
+
 def first_run_window(interval: float, new_targets: int) -> float:
     """Seconds over which the first runs of `new_targets` targets are spread."""
     return min(interval, max(PROMPT_S, new_targets / FIRST_RUNS_PER_S))
@@ -68,6 +81,8 @@ class CheckScheduler:
         checker: SupportsCheck,
         on_result: Callable[[CheckResult, float], None],
         concurrency: int,
+        *,
+        clock_phase: bool = False,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -78,6 +93,7 @@ class CheckScheduler:
         self._tasks: dict[str, tuple[Target, asyncio.Task[None]]] = {}
         self._started = False
         self._missed_slots = 0
+        self._clock_phase = clock_phase
 
     @property
     def missed_slots(self) -> int:
@@ -129,8 +145,12 @@ class CheckScheduler:
             return
         loop = asyncio.get_running_loop()
         now = loop.time()
+        now_wall = time.time()
         for target in new:
-            first_slot = now + first_run_window(target.interval, len(new)) * spread(target.name)
+            if self._clock_phase:
+                first_slot = clock_slot(target.interval, target.name, now_wall, now)
+            else:
+                first_slot = now + first_run_window(target.interval, len(new)) * spread(target.name)
             task = loop.create_task(self._run(target, first_slot), name=f"check:{target.name}")
             self._tasks[target.name] = (target, task)
 

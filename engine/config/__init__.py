@@ -13,6 +13,7 @@ from engine.config.model import (
     HeadlessConfig,
     KafkaConfig,
     PostgresConfig,
+    ServeConfig,
     TuiConfig,
 )
 from engine.config.secret import Secret
@@ -26,6 +27,7 @@ __all__ = [
     "KafkaConfig",
     "PostgresConfig",
     "Secret",
+    "ServeConfig",
     "TuiConfig",
     "load_config",
     "resolve_config_path",

@@ -269,6 +269,7 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
     return Config(
         source=path.resolve(),
         targets_file=targets_file,
+        targets_source=str(values.get(("", "targets_source"), "file")),
         warnings=tuple(w for w in dict.fromkeys(warnings) if w),
         **sections,
     )

@@ -24,18 +24,21 @@ from engine.config.keys import (
     Key,
     ListKey,
     PathKey,
+    Problem,
     SecretKey,
     ServersKey,
     StrKey,
     WorkersKey,
 )
 from engine.config.secret import Secret
+from engine.targets.model import location_problem
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 COMPRESSIONS = ("none", "gzip", "lz4", "zstd")
 LOG_FORMATS = ("human", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+TARGETS_SOURCES = ("file", "kafka")
 
 T = TypeVar("T")
 _KEY = "metrictui.key"
@@ -73,6 +76,12 @@ def control_socket_for(config_path: Path, env: Mapping[str, str] | None = None) 
     return default_control_socket(env).with_name(f"control-{digest}.sock")
 
 
+def _location(value: str) -> None:
+    problem = location_problem(value)
+    if problem is not None:
+        raise Problem(problem)
+
+
 def _topic() -> StrKey:
     return StrKey(rule=rules.topic)
 
@@ -84,6 +93,10 @@ class KafkaConfig:
     bootstrap_servers: str = setting(ServersKey(), "127.0.0.1:9092")
     metrics_topic: str = setting(_topic(), "metrictui.metrics")
     checks_topic: str = setting(_topic(), "metrictui.checks")
+    targets_topic: str = setting(_topic(), "metrictui.targets")
+    """The fleet's compacted targets topic (used when targets_source = "kafka")."""
+    targets_partitions: int = setting(IntKey(lo=1, hi=10000), 60)
+    """Partitions of the targets topic when created: the most agents one location can use."""
     security_protocol: str = setting(StrKey(choices=SECURITY_PROTOCOLS), "PLAINTEXT")
     ssl_cafile: Path | None = setting(PathKey(optional=True), None)
     ssl_certfile: Path | None = setting(PathKey(optional=True), None)
@@ -129,6 +142,18 @@ class AgentConfig:
     check_concurrency: int = setting(IntKey(lo=1, hi=100000), 256)
     check_workers: int | str = setting(WorkersKey(lo=0, hi=64), "auto")
     """Processes that run website checks: "auto", or a count (0 or 1: in this process)."""
+    location: str = setting(StrKey(rule=_location), "default")
+    """Fleet location: the agents of one location share the targets among themselves."""
+    heartbeat_interval: float = setting(FloatKey(lo=0, hi=3600), 5.0)
+    stale_after: float = setting(FloatKey(lo=0, hi=86400, lo_open=False), 0.0)
+    """Seconds without a heartbeat before the agent shows stale; 0 = 2 x heartbeat_interval."""
+    offline_after: float = setting(FloatKey(lo=0, hi=86400), 30.0)
+    session_timeout_s: float = setting(FloatKey(lo=0, hi=300), 3.0)
+    """Kafka group session timeout: how soon a killed agent's targets move to survivors."""
+
+    @property
+    def stale_after_s(self) -> float:
+        return self.stale_after or 2 * self.heartbeat_interval
 
 
 @dataclass(frozen=True)
@@ -163,6 +188,17 @@ class TuiConfig:
 
 
 @dataclass(frozen=True)
+class ServeConfig:
+    """`metrictui serve`: the dashboard in a browser; a token guards it (tui/serve/settings.py)."""
+
+    listen: str = setting(StrKey(rule=rules.serve_listen), "127.0.0.1:8640")
+    token_file: Path | None = setting(PathKey(optional=True), None)
+    """Without it, a random token is made at each start; required beyond loopback."""
+    public_url: str | None = setting(StrKey(optional=True, rule=rules.public_url), None)
+    """The address printed (and used by the page's websocket) behind a reverse proxy."""
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration; `warnings` are non-fatal findings to show the user."""
 
@@ -173,8 +209,11 @@ class Config:
     consumer: ConsumerConfig = field(default_factory=ConsumerConfig)
     headless: HeadlessConfig = field(default_factory=HeadlessConfig)
     tui: TuiConfig = field(default_factory=TuiConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
     targets_file: Path = setting(PathKey(), Path("targets.toml"))
     """Default: targets.toml beside the config file (the loader resolves it there)."""
+    targets_source: str = setting(StrKey(choices=TARGETS_SOURCES), "file")
+    """Where targets live: "file" (targets_file) or "kafka" (the fleet's targets topic)."""
     warnings: tuple[str, ...] = ()
 
 

@@ -50,6 +50,18 @@ def listen(value: str) -> None:
         ) from None
 
 
+def serve_listen(value: str) -> None:
+    try:
+        split_host_port(value)
+    except ValueError as exc:
+        raise Problem(f"must be host:port like '127.0.0.1:8640' ({exc}), got {value!r}") from None
+
+
+def public_url(value: str) -> None:
+    if not value.startswith(("http://", "https://")):
+        raise Problem(f"must start with http:// or https://, got {value!r}")
+
+
 def metrics(value: tuple[str, ...]) -> None:
     for name in value:
         if name not in COLLECTOR_NAMES:

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from engine import __version__
+from engine.records.heartbeats import state_counts
 from engine.stats import StatsSnapshot
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -120,6 +121,17 @@ def render_metrics(s: StatsSnapshot, healthy: bool | None = None) -> str:
             "Age of the newest event committed to PostgreSQL.",
             s.freshness_s,
         )
+    family(
+        "targets_assigned",
+        "gauge",
+        "Targets this agent checks (its share of the fleet's table, or its enabled targets).",
+        s.targets_assigned,
+    )
+    family("targets_bad_records_total", "counter", "Targets-topic records skipped as malformed.",
+           s.targets_bad_total)  # fmt: skip
+    agents = family("agents", "gauge", "Fleet agents by state, from their heartbeats.")
+    for state, count in state_counts(s.fleet, s.taken_at).items():
+        agents.add(count, (("state", state),))
     up = family("target_up", "gauge", "1 when the last check of the target passed.")
     enabled = family("target_enabled", "gauge", "1 when the target is checked.")
     status = family("target_status_code", "gauge", "HTTP status of the last check.")

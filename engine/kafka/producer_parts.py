@@ -60,3 +60,12 @@ def discard_futures(futures: Sequence[asyncio.Future[object]]) -> None:
             fut.cancel()
         elif not fut.cancelled():
             fut.exception()
+
+
+def bury_producer(
+    producer: AIOKafkaProducer, timeout: float, keep: set[asyncio.Task[None]]
+) -> None:
+    """Abandon `producer` in a task held in `keep` until it is done, so it really finishes."""
+    task = asyncio.create_task(abandon_producer(producer, timeout), name="shipper-abandon-producer")
+    keep.add(task)
+    task.add_done_callback(keep.discard)

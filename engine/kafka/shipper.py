@@ -24,7 +24,7 @@ from engine.config import KafkaConfig
 from engine.errors import ConfigError, describe_error
 from engine.kafka.producer_parts import (
     KeyPartitioner,
-    abandon_producer,
+    bury_producer,
     discard_futures,
 )
 from engine.kafka.reach import reach_cause
@@ -189,11 +189,7 @@ class Shipper:
 
     def _bury(self, producer: AIOKafkaProducer) -> None:
         """Abandon a producer in a task we keep a reference to, so it really finishes."""
-        task = asyncio.create_task(
-            abandon_producer(producer, self.send_timeout + 5), name="shipper-abandon-producer"
-        )
-        self._abandoned.add(task)
-        task.add_done_callback(self._abandoned.discard)
+        bury_producer(producer, self.send_timeout + 5, self._abandoned)
 
     def _drain_queue(self) -> list[SpoolRecord]:
         items: list[SpoolRecord] = []

@@ -26,9 +26,15 @@ _FORBIDDEN = (
 )
 
 
-async def ensure_topics(cfg: KafkaConfig, timeout: float = 20.0) -> list[str]:
-    """Create missing topics; returns the names created. Raises UserError if forbidden."""
-    wanted = [cfg.metrics_topic, cfg.checks_topic]
+async def ensure_topics(
+    cfg: KafkaConfig, timeout: float = 20.0, *, targets: bool = False
+) -> list[str]:
+    """Create missing topics; returns the names created. Raises UserError if forbidden.
+
+    `targets`: the fleet's targets topic too, compacted (the latest record per target name is
+    the table), with `targets_partitions` partitions (the most agents a location can use).
+    """
+    wanted = [cfg.metrics_topic, cfg.checks_topic] + ([cfg.targets_topic] if targets else [])
     admin = AIOKafkaAdminClient(**client_kwargs(cfg, "metrictui-admin"))
     async with asyncio.timeout(timeout):
         try:
@@ -51,7 +57,7 @@ async def ensure_topics(cfg: KafkaConfig, timeout: float = 20.0) -> list[str]:
                     f"Kafka topic(s) {', '.join(missing)} do not exist and [kafka] create_topics"
                     " is false: create them, or set create_topics = true"
                 )
-            new = [NewTopic(t, cfg.partitions, cfg.replication_factor) for t in missing]
+            new = [_new_topic(cfg, t) for t in missing]
             try:
                 response = await admin.create_topics(new)
             except TopicAlreadyExistsError:
@@ -66,6 +72,13 @@ async def ensure_topics(cfg: KafkaConfig, timeout: float = 20.0) -> list[str]:
             return missing
         finally:
             await admin.close()
+
+
+def _new_topic(cfg: KafkaConfig, name: str) -> NewTopic:
+    if name == cfg.targets_topic:
+        compacted = {"cleanup.policy": "compact"}
+        return NewTopic(name, cfg.targets_partitions, cfg.replication_factor, None, compacted)
+    return NewTopic(name, cfg.partitions, cfg.replication_factor)
 
 
 def _forbidden(topics: list[str], cfg: KafkaConfig, exc: Exception) -> UserError:

@@ -34,7 +34,9 @@ from engine.envelope import CheckEvent, MetricsEvent
 from engine.errors import ConfigError, ConnectError
 from engine.kafka.settings import client_kwargs, describe_kafka_error
 from engine.kafka.watch import SettingsWatch
+from engine.sink.agents import HeartbeatKeeper
 from engine.sink.decode import Batch, decode_messages, oldest_first
+from engine.sink.offsets import adopt_orphaned_commits, partition_lag
 from engine.sink.store import DeadLetter, Encoded, Store, WriteResult
 from engine.stats import ConnState, Stats
 
@@ -63,6 +65,7 @@ class Sink:
         self._last_lag_at = 0.0
         # First offset of the batch waiting for PostgreSQL, per partition (lag counts from it).
         self._pending: dict[TopicPartition, int] = {}
+        self.fleet = HeartbeatKeeper(self.store, self.stats)
         self._write_error: str | None = None  # the last write failure said, until one works
         self._unwritten: list[dict[TopicPartition, int]] = []  # `Batch.first`s, oldest first
         # Names the cause when Kafka refuses our settings after start (see engine.kafka.watch).
@@ -201,7 +204,7 @@ class Sink:
                     await writing
 
     def _decode(self, batch: dict[TopicPartition, list[object]]) -> Batch:
-        metrics, checks, dead, offsets = decode_messages(batch, self.max_age)
+        metrics, checks, dead, offsets = decode_messages(batch, self.max_age, self.fleet.pending)
         self.stats.consumed.total += sum(map(len, batch.values()))
         first = {tp: msgs[0].offset for tp, msgs in batch.items() if msgs}  # type: ignore[attr-defined]
         self._unwritten.append(first)
@@ -218,6 +221,7 @@ class Sink:
             if result is None:
                 return  # stopping: nothing committed, the batch is read again next time
             self._account(result)
+            await self.fleet.keep(batch.checks)
             await self._commit(batch.offsets)
         finally:
             self._unwritten = [f for f in self._unwritten if f is not batch.first]
@@ -345,41 +349,15 @@ class Sink:
         except (KafkaError, TimeoutError) as exc:
             self.stats.error("consumer", f"offset commit failed: {type(exc).__name__}")
             if isinstance(exc, TimeoutError):
-                _adopt_orphaned_commits()
+                adopt_orphaned_commits()
 
     async def _update_lag(self) -> None:
-        """Lag per partition: end of the log minus the first offset not yet in PostgreSQL.
-
-        While a batch waits for the database, the fetcher is idle and its high-water marks go
-        stale, so the end offsets are asked for (bounded); otherwise they are free.
-        """
+        """Lag per partition, at most once a second (see engine.sink.offsets.partition_lag)."""
         now = time.monotonic()
         if self.consumer is None or now - self._last_lag_at < 1.0:
             return
         self._last_lag_at = now
-        assigned = list(self.consumer.assignment())
-        ends: dict[TopicPartition, int] = {}
-        if self._pending and assigned:
-            try:
-                async with asyncio.timeout(2.0):
-                    ends = await self.consumer.end_offsets(assigned)
-            except (KafkaError, IllegalStateError, TimeoutError):
-                ends = {}
-        lag: dict[tuple[str, int], int] = {}
-        for tp in assigned:
-            high = ends.get(tp, self.consumer.highwater(tp))
-            if high is None:
-                continue
-            if tp in self._pending:
-                done = self._pending[tp]
-            else:
-                try:  # position() waits for an offset reset if there is one pending
-                    async with asyncio.timeout(1.0):
-                        done = await self.consumer.position(tp)
-                except (KafkaError, IllegalStateError, TimeoutError):
-                    continue
-            lag[(tp.topic, tp.partition)] = max(0, high - done)
-        self.stats.lag = lag
+        self.stats.lag = await partition_lag(self.consumer, self._pending)
 
     async def stop(self) -> None:
         """Stop after the current batch; bounded by the caller's timeout."""
@@ -402,23 +380,3 @@ async def _stop_quietly(consumer: AIOKafkaConsumer) -> None:
     with contextlib.suppress(Exception):
         async with asyncio.timeout(10):
             await consumer.stop()
-
-
-def _adopt_orphaned_commits() -> None:
-    """Retrieve the outcome of commit requests our timeout walked away from.
-
-    aiokafka sends a commit inside `asyncio.shield`; when our timeout cancels the wait, shield
-    (Python 3.11) drops its hold on the request, which goes on and may fail later (a dead
-    coordinator: RequestTimedOutError) with nobody to see it, and asyncio logs "Task exception
-    was never retrieved". The next batch's commit covers those offsets, so the failure only
-    needs to be seen here, at debug level.
-    """
-    for task in asyncio.all_tasks():
-        coro = task.get_coro()
-        if getattr(coro, "__qualname__", "") == "GroupCoordinator._do_commit_offsets":
-            task.add_done_callback(_note_orphaned_commit)
-
-
-def _note_orphaned_commit(task: asyncio.Task[object]) -> None:
-    if not task.cancelled() and (exc := task.exception()) is not None:
-        log.debug("an abandoned offset commit failed: %s", type(exc).__name__)

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from itertools import repeat
 from typing import Any
 
-from engine.check_result import CHECK_FIELDS, ROW_SPECS, Kind
 from engine.envelope import CheckEvent, MetricsEvent
+from engine.records.check_result import CHECK_FIELDS, ROW_SPECS, Kind
 
 # Binary COPY of samples is built here rather than row by row through psycopg (`write_row`
 # costs several microseconds a row, a million rows a batch-second matter): the stream is the

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from aiokafka import TopicPartition
 
-from engine.envelope import CheckEvent, Invalid, MetricsEvent, decode_event
+from engine.envelope import CheckEvent, HeartbeatEvent, Invalid, MetricsEvent, decode_event
 from engine.sink.store import DeadLetter, Encoded
 
 
@@ -37,10 +37,13 @@ def oldest_first(batches: list[dict[TopicPartition, int]]) -> dict[TopicPartitio
 
 
 def decode_messages(
-    batch: dict[TopicPartition, list[object]], max_age: timedelta
+    batch: dict[TopicPartition, list[object]],
+    max_age: timedelta,
+    heartbeats: list[HeartbeatEvent] | None = None,
 ) -> tuple[list[MetricsEvent], list[CheckEvent], list[DeadLetter], dict[TopicPartition, int]]:
     """Every message decoded and validated: events by kind, the invalid ones as dead letters
-    (so a partition never stalls on a poison message), and the offsets to commit after."""
+    (so a partition never stalls on a poison message), and the offsets to commit after.
+    Heartbeats go to `heartbeats` (dropped as dead letters "unexpected_heartbeat" without)."""
     now = datetime.now(UTC)
     metrics: list[MetricsEvent] = []
     checks: list[CheckEvent] = []
@@ -63,8 +66,14 @@ def decode_messages(
                     continue
                 if isinstance(event, MetricsEvent):
                     metrics.append(event)
-                else:
+                elif isinstance(event, CheckEvent):
                     checks.append(event)
+                elif heartbeats is not None:
+                    heartbeats.append(event)
+                else:
+                    offset = msg.offset  # type: ignore[attr-defined]
+                    reason = "unexpected_heartbeat"
+                    dead.append(DeadLetter(tp.topic, tp.partition, offset, reason, value))
             offsets[tp] = messages[-1].offset + 1  # type: ignore[attr-defined]
     finally:
         if collecting:

@@ -19,8 +19,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from engine.check_result import CHECK_FIELDS
 from engine.envelope import CheckEvent, MetricsEvent
+from engine.records.check_result import CHECK_FIELDS
 from engine.sink.copy_rows import (
     COPY_SIGNATURE,
     COPY_TRAILER,

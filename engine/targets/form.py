@@ -83,6 +83,8 @@ def _coerce_form(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]
                 typed[key] = _form_bool(text)
             elif key == "expect_status":
                 typed[key] = _form_status_codes(text)
+            elif key == "locations":
+                typed[key] = [word for word in text.replace(",", " ").split() if word]
             elif key == "headers":
                 typed[key] = _form_headers(value)
             else:

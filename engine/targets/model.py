@@ -48,6 +48,12 @@ class Target:
     verify_tls: bool = True
     ca_file: str | None = None
     enabled: bool = True
+    locations: tuple[str, ...] = ()
+    """Fleet locations that check this target; empty means every location."""
+
+    def checked_in(self, location: str) -> bool:
+        """Whether agents of `location` check this target (a fleet restricts by `locations`)."""
+        return not self.locations or location in self.locations
 
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Target))
@@ -215,6 +221,43 @@ def _check_ca_file(value: object, base_dir: Path) -> str | None:
     return str(path.resolve())
 
 
+LOCATION_MAX_CHARS = 64
+
+
+def check_location_name(value: object) -> str:
+    """One location name: what `[agent] location` and a target's `locations` entries obey."""
+    if not isinstance(value, str):
+        raise Problem(f"must be a string, got {_type_name(value)}")
+    if not value or len(value) > LOCATION_MAX_CHARS:
+        raise Problem(f"must be 1..{LOCATION_MAX_CHARS} characters, got {value!r}")
+    if any(not (ch.isalnum() or ch in "._-") for ch in value):
+        raise Problem(f"must be letters, digits, '.', '_' or '-', got {value!r}")
+    return value
+
+
+def location_problem(value: object) -> str | None:
+    """Why `value` is not a valid location name (one line), or None."""
+    try:
+        check_location_name(value)
+    except Problem as exc:
+        return str(exc)
+    return None
+
+
+def _check_locations(value: object, base_dir: Path) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple):
+        raise Problem(f"must be an array of location names, got {_type_name(value)}")
+    names: list[str] = []
+    for item in value:
+        try:
+            name = check_location_name(item)
+        except Problem as exc:
+            raise Problem(f"entry {exc}") from None
+        if name not in names:
+            names.append(name)
+    return tuple(names)
+
+
 _CHECKS: dict[str, Callable[[object, Path], object]] = {
     "name": _check_name,
     "url": _check_url,
@@ -227,6 +270,7 @@ _CHECKS: dict[str, Callable[[object, Path], object]] = {
     "verify_tls": _check_bool,
     "ca_file": _check_ca_file,
     "enabled": _check_bool,
+    "locations": _check_locations,
 }
 
 
@@ -296,4 +340,6 @@ def target_to_dict(t: Target) -> dict[str, Any]:
         out["ca_file"] = t.ca_file
     if not t.enabled:
         out["enabled"] = False
+    if t.locations:
+        out["locations"] = list(t.locations)
     return out

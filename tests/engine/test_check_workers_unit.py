@@ -26,9 +26,9 @@ from engine.agent.checks.wire import (
     targets_to_wire,
 )
 from engine.agent.scheduler import CheckScheduler, spread
-from engine.check_result import CheckResult
 from engine.config import load_config
 from engine.errors import UserError
+from engine.records.check_result import CheckResult
 from engine.targets import Target
 
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import pytest
 
 from engine.agent.checks.checker import REASONS, Checker, squash_line
-from engine.check_result import RESULT_FIELDS, CheckResult
+from engine.records.check_result import RESULT_FIELDS, CheckResult
 from engine.targets import Target
 from helpers.sites import LocalSites
 

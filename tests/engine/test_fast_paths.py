@@ -20,7 +20,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.agent.collectors import COLLECTOR_NAMES, HostCollector
-from engine.check_result import CHECK_FIELDS
 from engine.db.migrate import migrate
 from engine.envelope import (
     CheckEvent,
@@ -34,6 +33,7 @@ from engine.envelope import (
     new_event_id,
 )
 from engine.kafka.producer_parts import KeyPartitioner
+from engine.records.check_result import CHECK_FIELDS
 from engine.sink.store import Store
 from helpers.stack import Pipeline
 

@@ -1,8 +1,9 @@
 """The engine's rooms keep to their layers: each subpackage imports only what it may.
 
-The rooms, lowest first: the base modules at the top of engine/ (errors, files, envelope,
-check_result, stats, logs), then config and targets, then agent, kafka and db, then sink,
-then engine.py (which assembles a running engine), then control and headless. Nothing in the
+The rooms, lowest first: records (check results, heartbeats), the base modules at the top of
+engine/ (errors, files, envelope, stats, logs), then config and targets, then agent, kafka, db
+and fleet, then sink, then engine.py (which assembles a running engine), then control and
+headless. Nothing in the
 engine imports the TUI. The rules are checked on the source (every import statement, also
 inside functions), so a violation fails here before it becomes an import cycle.
 """
@@ -15,17 +16,31 @@ from pathlib import Path
 import pytest
 
 ENGINE = Path(__file__).resolve().parents[2] / "engine"
-ROOMS = ("agent", "kafka", "sink", "db", "control", "headless", "config", "targets")
+ROOMS = (
+    "records",
+    "agent",
+    "kafka",
+    "sink",
+    "db",
+    "control",
+    "headless",
+    "config",
+    "targets",
+    "fleet",
+)
 
 # What each room must never import (a room name, "engine.py", or a top-level package).
 FORBIDDEN: dict[str, set[str]] = {
-    "base": {*ROOMS, "engine.py"} - {"config", "targets"},
-    "config": {"kafka", "sink", "db", "control", "headless", "engine.py"},
-    "targets": {"kafka", "sink", "db", "control", "headless", "engine.py"},
-    "agent": {"kafka", "sink", "db", "control", "headless", "engine.py"},
-    "kafka": {"agent", "sink", "db", "control", "headless", "engine.py"},
-    "db": {"agent", "kafka", "sink", "control", "headless", "engine.py"},
-    "sink": {"agent", "control", "headless", "engine.py"},
+    "records": {*ROOMS, "engine.py"} - {"records"},
+    "base": {*ROOMS, "engine.py"} - {"config", "targets", "records"},
+    "config": {"kafka", "sink", "db", "control", "headless", "engine.py", "fleet"},
+    "targets": {"kafka", "sink", "db", "control", "headless", "engine.py", "fleet"},
+    "agent": {"kafka", "sink", "db", "control", "headless", "engine.py", "fleet"},
+    "kafka": {"agent", "sink", "db", "control", "headless", "engine.py", "fleet"},
+    "db": {"agent", "kafka", "sink", "control", "headless", "engine.py", "fleet"},
+    # The fleet's targets topic and group sit on kafka, config and targets (beside sink).
+    "fleet": {"agent", "sink", "db", "control", "headless", "engine.py"},
+    "sink": {"agent", "control", "headless", "engine.py", "fleet"},
     "engine.py": {"control", "headless"},
     "control": {"headless"},
     "headless": set(),

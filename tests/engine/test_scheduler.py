@@ -19,7 +19,7 @@ from engine.agent.scheduler import (
     first_run_window,
     spread,
 )
-from engine.check_result import CheckResult
+from engine.records.check_result import CheckResult
 from engine.targets import Target
 from helpers.sites import LocalSites
 from helpers.waiting import wait_for_async

@@ -110,8 +110,9 @@ def test_below_min_isr_the_agent_spools_says_why_and_replays_when_a_node_returns
         cluster.kill_node(*down)  # at the same moment
         below = time.monotonic()
         wait_for(lambda: int(load.producer.last_status().get("spool", 0)) >= 5, 90, "spooling")
+        # (kafka= may already say "connected": the agent reconnects to the surviving node at
+        # once, though no write can be acknowledged there.)
         status = load.producer.last_status()
-        assert status["kafka"] in ("down", "connecting"), status
         # One line says why (said when Kafka goes down, not once per failed batch).
         lines = [ln for ln in load.producer.text().splitlines()[logged:] if "spooling" in ln]
         assert lines, load.producer.tail()
@@ -147,11 +148,12 @@ def test_group_coordinator_sigkilled_the_sink_resumes_without_duplicate_rows(
     try:
         load = start_load(cluster_pipeline, load_agents, local_sites)
         node = coordinator_of(load)
+        assert node is not None
         killed_unix = time.time()
         cluster.kill_node(node)
         # The group moves to a new coordinator (once Kafka fences the dead node), and the
         # sink goes on storing and committing there while the node is still dead.
-        wait_for(lambda: coordinator_of(load) != node, 180, "a new group coordinator")
+        wait_for(lambda: coordinator_of(load) not in (None, node), 180, "a new group coordinator")
         resumed = coordinator_of(load)
         before = stored_count(cluster_pipeline)
         wait_for(lambda: stored_count(cluster_pipeline) > before + 500, 120, "the sink to resume")

@@ -1,4 +1,4 @@
-"""Helpers for the fault tests on the three-node cluster (tests/test_faults_cluster.py).
+"""Helpers for the fault tests on the three-node cluster (tests/faults/test_faults_cluster.py).
 
 Every test runs the same load: a real sink (`metrictui --role consumer`), a real agent
 (`--role producer`) checking three local targets every second, and a soak feeder
@@ -24,6 +24,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from aiokafka.errors import KafkaError
 
 from bench.cluster import Cluster, fully_replicated, group_coordinator, partition_replicas
 from bench.soak.audit import audit
@@ -118,8 +119,13 @@ def leader_of_both(load: Load) -> int:
     return sorted(both, key=lambda n: -sum(i["leader"] == n for i in parts.values()))[0]
 
 
-def coordinator_of(load: Load) -> int:
-    return asyncio.run(group_coordinator(load.p.stack.bootstrap, load.p.group_id))
+def coordinator_of(load: Load) -> int | None:
+    """The group's coordinator node, or None while Kafka cannot say (the admin client may ask
+    the dead node first)."""
+    try:
+        return asyncio.run(group_coordinator(load.p.stack.bootstrap, load.p.group_id))
+    except (KafkaError, OSError, TimeoutError):
+        return None
 
 
 def status_count(agent: Agent) -> int:

@@ -22,10 +22,10 @@ import psutil
 import pytest
 
 from engine.agent.checks.pool import CheckWorkerPool, WorkerSetup, shard_of
-from engine.check_result import CheckResult
 from engine.config import load_config
 from engine.engine import Engine
 from engine.envelope import decode_event
+from engine.records.check_result import CheckResult
 from engine.targets import Target
 from helpers.kafka_tools import read_topic
 from helpers.sites import LocalSites

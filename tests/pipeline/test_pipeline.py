@@ -67,7 +67,7 @@ def test_migrate_creates_schema_once_and_second_run_changes_nothing(pipeline: Pi
     )
     assert [c[0] for c in columns] == [
         "ts", "agent", "target", "url", "ok", "status_code", "reason", "dns_ms", "connect_ms",
-        "tls_ms", "ttfb_ms", "total_ms", "content_match", "cert_expires_at",
+        "tls_ms", "ttfb_ms", "total_ms", "content_match", "cert_expires_at", "location",
     ]  # fmt: skip
 
 

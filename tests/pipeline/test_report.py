@@ -11,10 +11,10 @@ from typing import Any
 import orjson
 import pytest
 
-from engine.check_result import CHECK_FIELDS
 from engine.db.migrate import migrate
 from engine.db.report import format_duration, parse_duration
 from engine.envelope import CheckEvent, MetricsEvent
+from engine.records.check_result import CHECK_FIELDS
 from engine.sink.store import Store
 from helpers.stack import Pipeline, metrictui_cmd
 

@@ -20,7 +20,6 @@ import orjson
 import psycopg
 import pytest
 
-from engine.check_result import CHECK_FIELDS
 from engine.db.migrate import migrate
 from engine.db.retention import (
     RETENTION_LOCK,
@@ -29,6 +28,7 @@ from engine.db.retention import (
     expired_partitions,
 )
 from engine.envelope import CheckEvent, MetricsEvent
+from engine.records.check_result import CHECK_FIELDS
 from engine.sink.store import Store
 from helpers.stack import Pipeline, metrictui_cmd
 

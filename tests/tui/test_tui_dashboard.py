@@ -115,7 +115,8 @@ async def test_no_redraw_while_a_modal_is_on_top() -> None:
 
 async def test_help_lists_every_dashboard_key() -> None:
     app = MetricTuiApp(FakeControl())
-    async with app.run_test(size=SIZE) as pilot:
+    # Tall enough for the whole list: it holds the keys of every screen now.
+    async with app.run_test(size=(120, 90)) as pilot:
         await pilot.press("question_mark")
         await pilot.pause()
         text = screen_text(app)
@@ -126,6 +127,7 @@ async def test_help_lists_every_dashboard_key() -> None:
         ("space", "Enable or disable the selected target"),
         ("enter", "History of the selected target"),
         ("m", "Switch metric collectors"),
+        ("f", "Every agent: live, stale, offline"),
         ("?", "Show every key"),
         ("q", "Quit"),
         ("ctrl+p", "Command palette"),
@@ -142,6 +144,7 @@ async def test_footer_bindings_have_ids_and_descriptions() -> None:
         "toggle-target",
         "target-detail",
         "metrics",
+        "fleet",
         "help",
         "quit",
     }

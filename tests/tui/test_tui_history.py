@@ -13,10 +13,10 @@ import orjson
 import psycopg
 import pytest
 
-from engine.check_result import CHECK_FIELDS
 from engine.db.history import fetch_host_summaries, fetch_target_history
 from engine.db.migrate import migrate
 from engine.envelope import CheckEvent, MetricsEvent
+from engine.records.check_result import CHECK_FIELDS
 from engine.sink.store import Store
 from helpers.stack import Pipeline
 

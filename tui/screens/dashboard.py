@@ -20,6 +20,7 @@ from engine.control.protocol import Control
 from engine.errors import UserError
 from engine.stats import StatsSnapshot, TargetStatus
 from tui.screens.confirm import ConfirmScreen
+from tui.screens.fleet import FleetScreen
 from tui.screens.help import HelpScreen, KeySections
 from tui.screens.metrics import MetricsScreen
 from tui.screens.target_detail import TargetDetailScreen
@@ -59,6 +60,14 @@ class DashboardScreen(Screen[None]):
             priority=True,
         ),
         Binding("m", "metrics", "Metrics", id="metrics", tooltip="Switch metric collectors"),
+        Binding(
+            "f",
+            "fleet",
+            "Fleet",
+            id="fleet",
+            tooltip="Every agent: live, stale, offline",
+            show=False,  # the footer is full at 80 columns; help (?) lists it
+        ),
         Binding("question_mark", "help", "Help", id="help", tooltip="Show every key"),
         Binding("q", "quit", "Quit", id="quit", tooltip="Quit (the engine flushes first)"),
     ]
@@ -111,7 +120,7 @@ class DashboardScreen(Screen[None]):
         self.query_one(PipelinePane).apply(snapshot)
         self.query_one(HostPane).apply(snapshot)
         table = self.query_one(TargetsTable)
-        table.apply(snapshot.targets, snapshot.taken_at)
+        table.apply(snapshot.targets, snapshot.taken_at, snapshot.target_locations)
         if self._select_when_shown is not None and table.has_row(self._select_when_shown):
             table.select(self._select_when_shown)
             self._select_when_shown = None
@@ -237,6 +246,9 @@ class DashboardScreen(Screen[None]):
     def action_metrics(self) -> None:
         self.app.push_screen(MetricsScreen(self._control))
 
+    def action_fleet(self) -> None:
+        self.app.push_screen(FleetScreen(self._control))
+
     def action_help(self) -> None:
         sections: KeySections = [
             ("Dashboard", list(self.BINDINGS)),
@@ -244,6 +256,7 @@ class DashboardScreen(Screen[None]):
             ("Target detail", list(TargetDetailScreen.BINDINGS)),
             ("Delete confirmation", list(ConfirmScreen.BINDINGS)),
             ("Metrics", list(MetricsScreen.BINDINGS)),
+            ("Fleet", list(FleetScreen.BINDINGS)),
             ("Help", list(HelpScreen.BINDINGS)),
         ]
         self.app.push_screen(HelpScreen(sections))

@@ -7,7 +7,7 @@ from pathlib import Path
 from engine.config import Config
 from engine.errors import ConfigError
 from tui.serve.server import run_serve
-from tui.serve.settings import DEFAULT_LISTEN, serve_settings
+from tui.serve.settings import serve_settings
 
 
 def serve_command(config: Config, listen: str | None) -> int:
@@ -18,9 +18,10 @@ def serve_command(config: Config, listen: str | None) -> int:
             f"{config.source}: [headless] control_socket: empty, but serve attaches through it"
         )
     settings = serve_settings(
-        listen=listen or DEFAULT_LISTEN,
-        token_file=None,
-        public_url=None,
+        listen=listen or config.serve.listen,
+        token_file=config.serve.token_file,
+        public_url=config.serve.public_url,
         source=str(config.source),
+        listen_origin="--listen" if listen else "[serve] listen",
     )
     return run_serve(settings, Path(socket), config.tui.refresh_hz, config.targets_file)

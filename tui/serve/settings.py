@@ -15,7 +15,6 @@ from pathlib import Path
 
 from engine.errors import ConfigError
 
-DEFAULT_LISTEN = "127.0.0.1:8640"
 MIN_TOKEN_CHARS = 16
 
 
@@ -54,7 +53,7 @@ def parse_listen(text: str, origin: str) -> tuple[str, int]:
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     if not sep or not host or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise ConfigError(f"{origin}: must be host:port like '{DEFAULT_LISTEN}', got {text!r}")
+        raise ConfigError(f"{origin}: must be host:port like '127.0.0.1:8640', got {text!r}")
     return host, int(port_text)
 
 
@@ -92,12 +91,13 @@ def serve_settings(
     token_file: Path | None,
     public_url: str | None,
     source: str,
+    listen_origin: str = "[serve] listen",
 ) -> ServeSettings:
     """Validate the `[serve]` values (after --listen has overridden `listen`)."""
-    host, port = parse_listen(listen, f"{source}: [serve] listen")
+    host, port = parse_listen(listen, f"{source}: {listen_origin}")
     if token_file is None and not is_loopback(host):
         raise ConfigError(
-            f"{source}: [serve] listen = {listen!r} is reachable from other machines; set"
+            f"{source}: {listen_origin} {listen} is reachable from other machines; set"
             " [serve] token_file, or listen on 127.0.0.1 and use an SSH tunnel"
         )
     if public_url and not public_url.startswith(("http://", "https://")):

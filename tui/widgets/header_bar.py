@@ -6,6 +6,7 @@ from datetime import UTC
 
 from rich.text import Text
 
+from engine.records.heartbeats import state_counts
 from engine.stats import StatsSnapshot
 from tui.widgets.line import Line
 from tui.widgets.safe_text import safe_text
@@ -47,6 +48,12 @@ class HeaderBar(Line):
             text.append_text(safe_text(snapshot.agent, "bold", max_chars=40))
             text.append(" · role ")
             text.append_text(safe_text(snapshot.role, "bold", max_chars=20))
+            if snapshot.fleet:
+                counts = state_counts(snapshot.fleet, snapshot.taken_at)
+                text.append(" · agents ")
+                text.append(f"{counts['live']} live", "green")
+                text.append(f" {counts['stale']} stale", "yellow" if counts["stale"] else "dim")
+                text.append(f" {counts['offline']} offline", "red" if counts["offline"] else "dim")
             text.append(f" · {snapshot.taken_at.astimezone(UTC):%H:%M:%S} UTC", style="dim")
         if status:
             text.append(f" · {status}", style="bold yellow")

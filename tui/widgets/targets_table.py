@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from rich.text import Text
@@ -29,10 +29,14 @@ NAME_CHARS = 28
 REASON_CHARS = 60
 
 
-def state_cell(t: TargetStatus) -> Text:
-    """up / down / pending / off, coloured."""
+def state_cell(t: TargetStatus, by_location: Mapping[str, bool] | None = None) -> Text:
+    """up / down / pending / off, coloured; with several fleet locations, 'up in k of L'."""
     if not t.enabled:
         return Text("off", "dim")
+    if by_location is not None and len(by_location) > 1:
+        up, total = sum(by_location.values()), len(by_location)
+        style = "bold green" if up == total else "bold red" if up == 0 else "bold yellow"
+        return Text(f"up in {up} of {total} locations", style)
     if t.ok is None:
         return Text("…", "dim")
     return Text("up", "bold green") if t.ok else Text("down", "bold red")
@@ -71,12 +75,13 @@ def row_cells(
     t: TargetStatus,
     now: datetime,
     reason_chars: int = REASON_CHARS,
+    by_location: Mapping[str, bool] | None = None,
     history_cells: int = WIDE_CELLS,
 ) -> dict[str, Text]:
     """Every cell of target `t`'s row, keyed by column."""
     return {
         "name": safe_text(t.name, "bold" if t.enabled else "dim", max_chars=NAME_CHARS),
-        "state": state_cell(t),
+        "state": state_cell(t, by_location),
         "status": Text("—" if t.status_code is None else str(t.status_code)),
         "total_ms": Text(human_ms(t.total_ms), justify="right"),
         "match": match_cell(t),
@@ -94,7 +99,9 @@ class TargetsTable(DataTable[Text]):
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
         self.border_title = "targets"
         self._cells: dict[str, dict[str, Text]] = {}
-        self._last: tuple[Sequence[TargetStatus], datetime] | None = None
+        self._last: (
+            tuple[Sequence[TargetStatus], datetime, Mapping[str, Mapping[str, bool]] | None] | None
+        ) = None
 
     def on_mount(self) -> None:
         for key, label in COLUMNS:
@@ -132,13 +139,23 @@ class TargetsTable(DataTable[Text]):
         width = self.scrollable_content_region.width
         return REASON_CHARS if width <= 0 else min(REASON_CHARS, width - used - 2 - 1)
 
-    def apply(self, targets: Sequence[TargetStatus], now: datetime) -> None:
-        """Bring the rows in line with `targets`, keeping the cursor on the same target."""
-        self._last = (targets, now)
+    def apply(
+        self,
+        targets: Sequence[TargetStatus],
+        now: datetime,
+        locations: Mapping[str, Mapping[str, bool]] | None = None,
+    ) -> None:
+        """Bring the rows in line with `targets`, keeping the cursor on the same target.
+
+        `locations`: per target, per fleet location, whether its latest check there was up."""
+        self._last = (targets, now, locations)
+        found = locations or {}
         selected = self.selected_name
         bar = WIDE_CELLS if self.size.width >= 100 else NARROW_CELLS
-        budget = self._reason_budget([row_cells(t, now, history_cells=bar) for t in targets])
-        wanted = {t.name: row_cells(t, now, budget, bar) for t in targets}
+        budget = self._reason_budget(
+            [row_cells(t, now, by_location=found.get(t.name), history_cells=bar) for t in targets]
+        )
+        wanted = {t.name: row_cells(t, now, budget, found.get(t.name), bar) for t in targets}
         removed = [name for name in self._cells if name not in wanted]
         for name in removed:
             self.remove_row(name)

@@ -42,7 +42,7 @@ from engine.agent.checks.timing import (
     Timeline,
     elapsed_ms,
 )
-from engine.check_result import CheckResult
+from engine.records.check_result import CheckResult
 from engine.targets import Target
 from engine.targets.regex import compile_regex, regex_error_text
 

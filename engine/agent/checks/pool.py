@@ -51,7 +51,7 @@ from engine.agent.checks.wire import (
     result_from_wire,
     targets_to_wire,
 )
-from engine.check_result import CheckResult
+from engine.records.check_result import CheckResult
 from engine.targets import Target
 
 log = logging.getLogger("metrictui.checks")
@@ -109,6 +109,9 @@ class WorkerSetup:
     body_max_bytes: int
     concurrency: int
     """For all workers together; each gets its share."""
+    location: str = "default"
+    clock_phase: bool = False
+    """Slots on a wall-clock phase per target (fleet agents; see agent.scheduler)."""
 
 
 class _Worker:
@@ -282,7 +285,18 @@ class CheckWorkerPool:
         worker.missed = 0
         setup = self._setup
         share = max(1, math.ceil(setup.concurrency / len(self._workers)))
-        self._send(worker, (SETUP, setup.agent, setup.host, setup.body_max_bytes, share))
+        self._send(
+            worker,
+            (
+                SETUP,
+                setup.agent,
+                setup.host,
+                setup.body_max_bytes,
+                share,
+                setup.location,
+                setup.clock_phase,
+            ),
+        )
         self._send_shard(worker)
         if self._stopping.is_set() and proc.stdin is not None:
             proc.stdin.close()

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from engine.check_result import FIELD_SPECS, RESULT_FIELDS, CheckResult, Kind
+from engine.records.check_result import FIELD_SPECS, RESULT_FIELDS, CheckResult, Kind
 from engine.targets import Target
 
 SETUP = 0

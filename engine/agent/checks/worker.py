@@ -39,9 +39,9 @@ from engine.agent.checks.wire import (
     targets_from_wire,
 )
 from engine.agent.scheduler import CheckScheduler
-from engine.check_result import CheckResult
 from engine.envelope import encode_event
 from engine.logs import OneLineFormatter
+from engine.records.check_result import CheckResult
 
 log = logging.getLogger("metrictui.check_worker")
 
@@ -102,11 +102,14 @@ async def serve(in_fd: int, out_fd: int) -> None:
         while data := await reader.read(1 << 20):
             for message in frames.feed(data):
                 if message[0] == SETUP and checker is None:
-                    _, agent, host, body_max_bytes, concurrency = message
+                    _, agent, host, body_max_bytes, concurrency, location, phase = message
                     checker = Checker(body_max_bytes=body_max_bytes)
                     await checker.start()
                     scheduler = CheckScheduler(
-                        checker, _sender(out, agent, host), concurrency=concurrency
+                        checker,
+                        _sender(out, agent, host, location),
+                        concurrency=concurrency,
+                        clock_phase=phase,
                     )
                     reporter = asyncio.create_task(_report_missed(out, scheduler))
                 elif message[0] == TARGETS and scheduler is not None:
@@ -131,11 +134,12 @@ async def serve(in_fd: int, out_fd: int) -> None:
         out.close()
 
 
-def _sender(out: _Out, agent: str, host: str) -> Any:
+def _sender(out: _Out, agent: str, host: str, location: str) -> Any:
     """The scheduler's result callback: encode the Kafka event here, where the CPU is spare."""
 
     def on_result(result: CheckResult, lateness: float) -> None:
-        event = encode_event("check", agent, host, result.started_at, result.to_payload())
+        payload = {**result.to_payload(), "location": location}
+        event = encode_event("check", agent, host, result.started_at, payload)
         out.send((RESULT, result_to_wire(result), lateness, event))
 
     return on_result

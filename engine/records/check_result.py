@@ -57,6 +57,8 @@ class CheckResult:
     content_match: bool | None = _f(Kind.OPT_BOOL)
     cert_expires_at: datetime | None = _f(Kind.OPT_TIME)
     resolved_ip: str | None = _f(Kind.OPT_TEXT, 100)
+    location: str | None = field(default=None, metadata={"kind": Kind.OPT_TEXT, "limit": NAME_MAX})
+    """The fleet location of the agent that checked (the agent sets it; migration 003)."""
 
     def to_payload(self) -> dict[str, Any]:
         """JSON-ready dict for the Kafka envelope; datetimes as ISO-8601 with offset."""

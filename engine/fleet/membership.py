@@ -1,0 +1,151 @@
+"""This agent's membership in its location's consumer group on the targets topic.
+
+Kafka's group protocol is the whole coordination: the broker's group coordinator notices a
+member that left (at once, on a graceful stop: `stop()` sends LeaveGroup) or died (after
+`session_timeout_s` without heartbeats) and the group's leader hands out every partition again
+(aiokafka's round-robin assignor). We read nothing through the group; it only tells us which
+partitions are ours.
+
+On a rebalance the old assignment stays in force until the new one arrives (revocation is not
+acted on): targets that stay with this agent keep their schedule untouched, and a target that
+moves is checked by the old owner until the new owner has it, so a hand-over leaves no gap.
+
+Session timeout: 3 s by default, so a killed agent's targets move within seconds. Brokers refuse
+sessions shorter than their `group.min.session.timeout.ms` (6 s by default); on that refusal
+the member says so once and joins again with 6 s, then 10 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import InvalidSessionTimeoutError, KafkaError
+
+from engine.config.model import KafkaConfig
+from engine.kafka.settings import client_kwargs
+
+log = logging.getLogger("metrictui.fleet")
+
+FALLBACK_SESSIONS_S = (6.0, 10.0)
+"""Session timeouts tried, in order, when the broker refuses a shorter one."""
+
+
+def group_id(location: str) -> str:
+    """The consumer group of one location's agents."""
+    return f"metrictui-agents-{location}"
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, member: GroupMember) -> None:
+        self._member = member
+
+    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Kept until the new assignment arrives (see the module docstring)."""
+
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._member.assigned_now(frozenset(tp.partition for tp in assigned))
+
+
+class GroupMember:
+    """Owns the group consumer's task; `partitions` is the current assignment (None: none yet)."""
+
+    def __init__(
+        self,
+        cfg: KafkaConfig,
+        location: str,
+        client_id: str,
+        session_timeout_s: float,
+        on_assign: Callable[[frozenset[int]], None],
+        on_problem: Callable[[str], None] = lambda line: None,
+    ) -> None:
+        self._cfg = cfg
+        self.group = group_id(location)
+        self._client_id = client_id
+        self.session_timeout_s = session_timeout_s
+        self._on_assign = on_assign
+        self._on_problem = on_problem
+        self.partitions: frozenset[int] | None = None
+        self.rebalances = 0
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def assigned_now(self, partitions: frozenset[int]) -> None:
+        self.rebalances += 1
+        self.partitions = partitions
+        self._on_assign(partitions)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="fleet-member")
+
+    async def stop(self) -> None:
+        """Leave the group at once (LeaveGroup), so survivors take over without waiting."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._close()
+
+    async def _close(self) -> None:
+        if self._consumer is not None:
+            with contextlib.suppress(KafkaError, OSError, TimeoutError):
+                async with asyncio.timeout(5):
+                    await self._consumer.stop()
+            self._consumer = None
+
+    def _make_consumer(self) -> AIOKafkaConsumer:
+        session_ms = int(self.session_timeout_s * 1000)
+        return AIOKafkaConsumer(
+            **client_kwargs(self._cfg, f"{self._client_id}-member"),
+            group_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset="latest",
+            session_timeout_ms=session_ms,
+            heartbeat_interval_ms=max(100, session_ms // 6),
+            # A member that dies mid-rebalance must not hold the others up for long.
+            max_poll_interval_ms=max(10_000, session_ms * 2),
+            rebalance_timeout_ms=max(10_000, session_ms * 2),
+            max_partition_fetch_bytes=64 * 1024,
+        )
+
+    async def _run(self) -> None:
+        backoff = 0.5
+        fallbacks = [s for s in FALLBACK_SESSIONS_S if s > self.session_timeout_s]
+        while True:
+            consumer = self._make_consumer()
+            self._consumer = consumer
+            try:
+                async with asyncio.timeout(self._cfg.request_timeout_s + 5):
+                    await consumer.start()
+                consumer.subscribe([self._cfg.targets_topic], listener=_Listener(self))
+                while True:  # we read nothing; polling keeps us a member within max_poll
+                    await consumer.getmany(timeout_ms=1000, max_records=1)
+                    backoff = 0.5
+            except InvalidSessionTimeoutError:
+                if not fallbacks:
+                    line = (
+                        f"Kafka refuses the fleet group's session timeout of "
+                        f"{self.session_timeout_s:g} s; set [agent] session_timeout_s within "
+                        "the broker's group.min/max.session.timeout.ms"
+                    )
+                    self._on_problem(line)
+                    log.error("%s", line)
+                    await self._close()
+                    await asyncio.sleep(30)
+                    continue
+                was, self.session_timeout_s = self.session_timeout_s, fallbacks.pop(0)
+                line = (
+                    f"Kafka refuses a {was:g} s group session (group.min.session.timeout.ms); "
+                    f"using {self.session_timeout_s:g} s: a killed agent's targets move later"
+                )
+                log.warning("%s", line)
+                self._on_problem(line)
+            except (KafkaError, OSError, TimeoutError) as exc:
+                log.warning("fleet group membership lost (%s); joining again", type(exc).__name__)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+            await self._close()

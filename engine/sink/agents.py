@@ -1,0 +1,165 @@
+"""The fleet's heartbeats in PostgreSQL: the latest per agent, in `agents` (read via agents_v).
+
+Only the newest heartbeat per agent matters, so it is upserted (an older one, replayed late
+from a spool, never overwrites a newer one). Like every event it is also recorded once in
+`events` (kind 'heartbeat'), in the same transaction, so "every event on the topics is in
+PostgreSQL exactly once" holds for heartbeats too. The sink needs UPDATE on `agents` for the
+upsert besides INSERT (README, least privilege).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from engine.db.pg_errors import postgres_error_line
+from engine.envelope import CheckEvent, HeartbeatEvent
+from engine.records.heartbeats import FleetAgent
+from engine.sink.store import Store
+from engine.stats import Stats
+
+log = logging.getLogger("metrictui.sink")
+
+_COLUMNS = (
+    "agent",
+    "host",
+    "location",
+    "version",
+    "role",
+    "last_seen",
+    "targets_assigned",
+    "idle",
+    "spool_depth",
+    "errors_total",
+    "send_errors_total",
+    "last_check_at",
+    "interval_s",
+    "stale_after_s",
+    "offline_after_s",
+)
+_TYPES = (
+    "text", "text", "text", "text", "text", "timestamptz", "int", "bool", "bigint", "bigint",
+    "bigint", "timestamptz", "real", "real", "real",
+)  # fmt: skip
+
+
+def latest_per_agent(beats: Sequence[HeartbeatEvent]) -> list[HeartbeatEvent]:
+    """The newest heartbeat of each agent in a batch (one upsert may not touch a row twice)."""
+    newest: dict[str, HeartbeatEvent] = {}
+    for beat in beats:
+        seen = newest.get(beat.agent)
+        if seen is None or beat.observed_at > seen.observed_at:
+            newest[beat.agent] = beat
+    return list(newest.values())
+
+
+def _row(e: HeartbeatEvent) -> tuple[Any, ...]:
+    b = e.heartbeat
+    return (
+        e.agent, e.host, b.location, b.version, b.role, e.observed_at, b.targets_assigned,
+        b.idle, b.spool_depth, b.errors_total, b.send_errors_total, b.last_check_at,
+        b.interval_s, b.stale_after_s, b.offline_after_s,
+    )  # fmt: skip
+
+
+async def upsert_heartbeats(
+    conn: psycopg.AsyncConnection[Any], schema: str, beats: Sequence[HeartbeatEvent]
+) -> int:
+    """Store the newest heartbeat per agent; returns how many agents' rows changed."""
+    rows = [_row(e) for e in latest_per_agent(beats)]
+    if not rows:
+        return 0
+    claim = sql.SQL(
+        "INSERT INTO {} (event_id, observed_at, kind, agent)"
+        " SELECT * FROM unnest(%s::uuid[], %s::timestamptz[], %s::text[], %s::text[])"
+        " ON CONFLICT DO NOTHING"
+    ).format(sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier("events")))
+    claimed = (
+        [e.event_id for e in beats],
+        [e.observed_at for e in beats],
+        ["heartbeat"] * len(beats),
+        [e.agent for e in beats],
+    )
+    columns = sql.SQL(", ").join(map(sql.Identifier, _COLUMNS))
+    unnest = sql.SQL(", ").join(sql.SQL(f"%s::{t}[]") for t in _TYPES)
+    updates = sql.SQL(", ").join(
+        sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in _COLUMNS[1:]
+    )
+    query = sql.SQL(
+        "INSERT INTO {table} ({columns}) SELECT * FROM unnest({unnest})"
+        " ON CONFLICT (agent) DO UPDATE SET {updates}"
+        " WHERE {table}.last_seen < excluded.last_seen"
+    ).format(
+        table=sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier("agents")),
+        columns=columns,
+        unnest=unnest,
+        updates=updates,
+    )
+    params = [list(col) for col in zip(*rows, strict=True)]
+    async with conn.transaction():
+        await conn.execute(claim, claimed)
+        cur = await conn.execute(query, params)
+    return cur.rowcount
+
+
+async def store_heartbeats(
+    store: Store, stats: Stats, beats: Sequence[HeartbeatEvent], last_error: str | None
+) -> str | None:
+    """Keep the latest heartbeat per agent (and each once in `events`); returns the error line
+    (None when stored). A failure is shown once per cause and not retried: the batch's events
+    are in already, and the agent's next heartbeat replaces this one."""
+    if not beats or store.conn is None:
+        return None
+    try:
+        await store.ensure_partitions({e.observed_at.astimezone(UTC).date() for e in beats})
+        await upsert_heartbeats(store.conn, store.schema, beats)
+    except psycopg.Error as exc:
+        line = f"storing {len(beats)} agent heartbeats failed: {postgres_error_line(exc)}"
+        if line != last_error:
+            log.warning("%s", line)
+        stats.error("postgres", line)
+        return line
+    return None
+
+
+class HeartbeatKeeper:
+    """Collects the heartbeats the sink decodes (`pending`) and stores them with each batch.
+
+    Heartbeats decoded for the next batch may be stored with this one: storing is idempotent
+    (the event id is claimed once, an older heartbeat never wins), so that is harmless.
+    """
+
+    def __init__(self, store: Store, stats: Stats) -> None:
+        self.store = store
+        self.stats = stats
+        self.pending: list[HeartbeatEvent] = []
+        self._error: str | None = None
+
+    async def keep(self, checks: Sequence[CheckEvent]) -> None:
+        """Store the pending heartbeats; show the fleet what this batch says about it."""
+        beats, self.pending[:] = list(self.pending), []
+        self._error = await store_heartbeats(self.store, self.stats, beats, self._error)
+        note_fleet(self.stats, beats, checks)
+
+
+def note_fleet(stats: Stats, beats: Sequence[HeartbeatEvent], checks: Sequence[CheckEvent]) -> None:
+    """Show what this batch says about the fleet: each agent's newest heartbeat, and per target
+    and location whether its latest check was up (the dashboard's "up in k of L locations")."""
+    for e in latest_per_agent(beats):
+        seen = stats.fleet.get(e.agent)
+        if seen is not None and seen.last_seen >= e.observed_at:
+            continue
+        b = e.heartbeat
+        stats.fleet[e.agent] = FleetAgent(
+            e.agent, e.host, b.location, b.version, b.role, e.observed_at, b.targets_assigned,
+            b.idle, b.spool_depth, b.errors_total, b.stale_after_s, b.offline_after_s,
+        )  # fmt: skip
+    for c in checks:
+        location = c.row[-1]
+        if location is not None:
+            stats.target_locations.setdefault(c.row[0], {})[location] = c.row[3]
