@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import re
+
+from rich.console import Console
+from textual.widgets import Static
 
 from engine.targets import Target
 from helpers.fake_control import BOLD_NAME, CLICK_NAME, FakeControl, screen_text
@@ -115,11 +119,13 @@ async def test_no_redraw_while_a_modal_is_on_top() -> None:
 
 async def test_help_lists_every_dashboard_key() -> None:
     app = MetricTuiApp(FakeControl())
-    # Tall enough for the whole list: it holds the keys of every screen now.
-    async with app.run_test(size=(120, 90)) as pilot:
+    async with app.run_test(size=SIZE) as pilot:
         await pilot.press("question_mark")
         await pilot.pause()
-        text = screen_text(app)
+        # The whole list (it holds the keys of every screen now, more than one screenful).
+        console = Console(width=118, record=True, file=io.StringIO())
+        console.print(app.screen.query_one("#help-keys", Static).content)
+        text = "\n".join("│ " + line for line in console.export_text().splitlines())
     for key, what in (
         ("a", "Add a website target"),
         ("e", "Edit the selected target"),
