@@ -335,24 +335,18 @@ class Engine:
             self.on_change()
 
     async def _save(self, targets: dict[str, Target]) -> None:
-        if self.fleet is not None:  # the topic is the source: publish, every agent follows
-            await self._publish_edit(targets)
-            return
-        try:
-            save_targets(self.config.targets_file, list(targets.values()))
-        except OSError as exc:
-            raise UserError(
-                f"cannot save {self.config.targets_file}: {exc.strerror}; check the directory"
-            ) from None
+        """Keep an edit: on the targets topic when it is the source (every agent follows, and
+        the table confirms it a moment later), else in the targets file."""
+        if self.fleet is not None:
+            await self.fleet.publish_edit(self._targets, targets)
+        else:
+            try:
+                save_targets(self.config.targets_file, list(targets.values()))
+            except OSError as exc:
+                raise UserError(
+                    f"cannot save {self.config.targets_file}: {exc.strerror}; check the directory"
+                ) from None
         self._targets = targets
-        self._publish_targets()
-        if self.on_change is not None:
-            self.on_change()
-
-    async def _publish_edit(self, targets: dict[str, Target]) -> None:
-        assert self.fleet is not None
-        await self.fleet.publish_edit(self._targets, targets)
-        self._targets = targets  # the table confirms it a moment later
         self._publish_targets()
         if self.on_change is not None:
             self.on_change()
@@ -388,7 +382,7 @@ class Engine:
         if self.collector is not None:
             self.collector.set_enabled(name, enabled)
             if not enabled:
-                for key in [k for k in self.stats.metrics if _collector_of(k[0]) == name]:
+                for key in [k for k in self.stats.metrics if k[0].split(".", 1)[0] == name]:
                     del self.stats.metrics[key]
         self.stats.metrics_enabled[name] = enabled
         try:
@@ -399,7 +393,3 @@ class Engine:
             raise UserError(f"cannot save the metric switches: {exc.strerror}") from None
         if self.on_change is not None:
             self.on_change()
-
-
-def _collector_of(metric: str) -> str:
-    return metric.split(".", 1)[0]

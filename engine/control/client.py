@@ -10,10 +10,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from engine.control.snapshot_wire import snapshot_from_dict
 from engine.control.wire import MAX_LINE, dumps, history_in, loads, target_in, target_out
 from engine.db.history import TargetHistory
 from engine.errors import UserError
-from engine.stats import StatsSnapshot, snapshot_from_dict
+from engine.stats import StatsSnapshot
 from engine.targets import Target
 
 REQUEST_TIMEOUT = 30.0

@@ -19,6 +19,7 @@ from typing import Any
 
 from engine.control.identity import engine_identity
 from engine.control.local import history_from_postgres
+from engine.control.snapshot_wire import snapshot_to_dict
 from engine.control.wire import MAX_LINE, dumps, history_out, loads, target_in, target_out
 from engine.engine import Engine
 from engine.errors import UserError
@@ -135,7 +136,7 @@ class ControlServer:
     async def _push(self, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError):
             while True:
-                doc = {"push": "snapshot", "data": self.engine.snapshot().to_dict()}
+                doc = {"push": "snapshot", "data": snapshot_to_dict(self.engine.snapshot())}
                 writer.write(dumps(doc))
                 await writer.drain()
                 await asyncio.sleep(1 / PUSH_HZ)

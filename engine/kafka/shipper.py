@@ -29,7 +29,7 @@ from engine.kafka.producer_parts import (
 )
 from engine.kafka.reach import reach_cause
 from engine.kafka.settings import client_kwargs, describe_kafka_error
-from engine.kafka.spool import Spool, SpoolError, SpoolRecord
+from engine.kafka.spool import Spool, SpoolError, SpoolRecord, size_text
 from engine.kafka.watch import SettingsWatch
 from engine.stats import ConnState, Stats
 
@@ -315,7 +315,7 @@ class Shipper:
             or time.monotonic() - self._spool_error_logged_at >= SPOOL_ERROR_EVERY_S
         ):
             line = (
-                f"spool reached its cap of {_size(self.spool.max_bytes)}"
+                f"spool reached its cap of {size_text(self.spool.max_bytes)}"
                 f" ([agent] spool_max_mb): dropped the {over_cap} oldest events"
                 f" ({self.spool.dropped_total} in all)"
             )
@@ -397,7 +397,3 @@ class Shipper:
                 self.stats.error("producer", f"spool replay failed: {describe_error(exc)}")
                 await self._close_producer(dead=True)
                 return "failed"
-
-
-def _size(n: int) -> str:
-    return f"{n / 1048576:g} MB" if n >= 1048576 else f"{n / 1024:g} KB"

@@ -337,3 +337,8 @@ class Spool:
                 self._read_seq = head.seq + 1
             self._read_offset = self._read_index = 0
         self._save_cursor()
+
+
+def size_text(n: int) -> str:
+    """A byte count as the spool's cap is given ([agent] spool_max_mb): MB, or KB below one."""
+    return f"{n / 1048576:g} MB" if n >= 1048576 else f"{n / 1024:g} KB"

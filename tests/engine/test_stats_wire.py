@@ -10,7 +10,8 @@ import dataclasses
 
 import orjson
 
-from engine.stats import Problem, snapshot_from_dict, snapshot_to_dict
+from engine.control.snapshot_wire import snapshot_from_dict, snapshot_to_dict
+from engine.stats import Problem
 from helpers.fake_control import FakeControl
 
 

@@ -34,9 +34,10 @@ import pytest
 
 from engine.config import KafkaConfig
 from engine.control.client import SocketControl
+from engine.control.snapshot_wire import snapshot_to_dict
 from engine.kafka.settings import Probe
 from engine.kafka.watch import SettingsWatch
-from engine.stats import Problem, Stats, StatsSnapshot, snapshot_to_dict
+from engine.stats import Problem, Stats, StatsSnapshot
 from helpers.faults import (
     Agent,
     Agents,

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_config import BAD_CONFIGS, SECRET
 
+from helpers.bad_configs import BAD_CONFIGS, SECRET
 from helpers.stack import metrictui_cmd
 from tui.cli import run
 

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from engine.control.client import SocketControl
-from engine.stats import snapshot_to_dict
+from engine.control.snapshot_wire import snapshot_to_dict
 from helpers.fake_control import screen_text
 from helpers.faults import (
     Agents,

@@ -9,8 +9,9 @@ import pytest
 
 from engine.agent.recent_checks import RECENT_SHOWN, RecentChecks
 from engine.config import load_config
+from engine.control.snapshot_wire import snapshot_from_dict, snapshot_to_dict
 from engine.engine import Engine
-from engine.stats import Stats, TargetStatus, snapshot_from_dict, snapshot_to_dict
+from engine.stats import Stats, TargetStatus
 from helpers.fake_control import FakeControl, screen_text
 from helpers.sites import LocalSites
 from helpers.stack import Pipeline
