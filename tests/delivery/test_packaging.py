@@ -110,3 +110,19 @@ def test_wheel_in_a_fresh_venv_migrates_and_runs_a_pipeline(
     agents = {r[0] for r in pipeline.query("SELECT DISTINCT agent FROM samples_v")}
     assert agents == {pipeline.agent}
     assert "stopped cleanly" in log.read_text()
+
+
+def test_every_source_package_is_listed_for_the_wheel() -> None:
+    """pyproject.toml lists the packages by name: a new room left out of the list installs
+    without its modules, which only the slow wheel test above would otherwise notice."""
+    import tomllib
+
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for top in ("engine", "tui")
+        for init in (ROOT / top).rglob("__init__.py")
+    }
+    assert found <= listed, sorted(found - listed)
