@@ -197,9 +197,9 @@ async def test_binary_copy_check_rows_read_back_exactly(pipeline: Pipeline) -> N
     at = datetime.now(UTC).replace(microsecond=654321)
     cert = datetime(2027, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
     full = ("web ✓", "https://x/é?q=1", "GET", True, 200, None, None)
-    full += (1.5, 2.25, 3.0, 0.125, 7.75, True, cert, "192.0.2.7")
+    full += (1.5, 2.25, 3.0, 0.125, 7.75, True, cert, "192.0.2.7", "eu")
     bare = ("down", "http://y/", "HEAD", False, None, "timeout", "no answer in 5 s")
-    bare += (None, None, None, None, 9.5, None, None, None)
+    bare += (None, None, None, None, 9.5, None, None, None, None)
     events = [CheckEvent(uuid.uuid4(), "agent-ü", "h", at, row) for row in (full, bare)]
     try:
         result = await store.write_batch([], events, [])
