@@ -142,7 +142,8 @@ async def naive_sink(
     schema = config.postgres.schema
     check_columns = ", ".join(f'"{c}"' for c in ("ts", "event_id", "agent", *CHECK_FIELDS))
     check_insert = (
-        f'INSERT INTO "{schema}".checks ({check_columns}) VALUES ({", ".join(["%s"] * 18)})'
+        f'INSERT INTO "{schema}".checks ({check_columns})'
+        f" VALUES ({', '.join(['%s'] * (3 + len(CHECK_FIELDS)))})"
     )
     conn = await psycopg.AsyncConnection.connect(config.postgres.dsn.reveal())
     rows = 0
@@ -184,7 +185,9 @@ async def _naive_write(
     else:
         cert = payload.get("cert_expires_at")
         row = [ts, doc["id"], agent, *(payload.get(c) for c in CHECK_FIELDS)]
-        row[-2] = datetime.fromisoformat(cert) if cert else None
+        row[3 + CHECK_FIELDS.index("cert_expires_at")] = (
+            datetime.fromisoformat(cert) if cert else None
+        )
         await conn.execute(check_insert.encode(), row)
         rows = 1
     await conn.commit()
