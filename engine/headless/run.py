@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from engine.config import Config
+from engine.control.client import SocketControl
 from engine.control.server import socket_is_live, start_control_server
 from engine.engine import Engine, Role
 from engine.errors import UserError
@@ -29,8 +30,10 @@ STOP_TIMEOUT = 9.0
 async def run_headless(config: Config, role: Role) -> int:
     """Run until a signal arrives; UserError from start() propagates to the CLI."""
     path = control_socket_path(config)
-    if path is not None and socket_is_live(path):
-        # A second engine of this config would produce everything twice.
+    if path is not None and socket_is_live(path) and await _both_produce(path, role):
+        # A second producing engine of this config would produce everything twice; a consumer
+        # beside it duplicates nothing (its group splits the partitions) and runs on without
+        # the socket.
         raise UserError(
             f"another metrictui engine already serves {path}; attach to it with"
             f" `metrictui --attach {path}`, or give this one its own [headless] control_socket"
@@ -77,6 +80,21 @@ async def run_headless(config: Config, role: Role) -> int:
     log.info("%s", status_line(engine.snapshot()))
     log.info("stopped cleanly")
     return 0
+
+
+async def _both_produce(path: Path, role: Role) -> bool:
+    """Whether this engine and the one serving `path` would both produce (its `hello` says
+    its role; an engine that does not answer is taken to produce, the safe side)."""
+    if role == "consumer":
+        return False
+    try:
+        other = await SocketControl.connect(path, timeout=3.0)
+    except UserError:
+        return True
+    try:
+        return other.hello.get("role") != "consumer"
+    finally:
+        await other.close()
 
 
 class _Closable(Protocol):
