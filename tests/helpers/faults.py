@@ -552,6 +552,7 @@ def run_briefly(
 SINK_GRANTS = """
 GRANT USAGE ON SCHEMA {schema} TO {role};
 GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA {schema} TO {role};
+GRANT UPDATE ON {schema}.agents TO {role};
 GRANT EXECUTE ON FUNCTION {schema}.ensure_day_partitions(date[]) TO {role};
 ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT SELECT, INSERT ON TABLES TO {role};
 """
