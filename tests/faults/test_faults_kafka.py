@@ -154,7 +154,9 @@ def _assert_key_order(p: Pipeline) -> None:
             if doc["id"] in seen:
                 continue  # a re-send after a failed batch; the sink stores it once
             seen.add(doc["id"])
-            key, ts = doc["_key"], str(doc["observed_at"])
+            # Heartbeats share the agent's key but are their own stream: a tick's observed_at
+            # is taken before it is collected, so a heartbeat sent meanwhile may come first.
+            key, ts = (doc["_key"], doc.get("type")), str(doc["observed_at"])
             assert ts >= last.get(key, ""), f"{topic}[{partition}] key {key!r} out of order"
             last[key] = ts
 
