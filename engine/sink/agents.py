@@ -111,17 +111,19 @@ async def store_heartbeats(
     store: Store, stats: Stats, beats: Sequence[HeartbeatEvent], last_error: str | None
 ) -> str | None:
     """Keep the latest heartbeat per agent (and each once in `events`); returns the error line
-    (None when stored). A failure is shown once per cause and not retried: the batch's events
-    are in already, and the agent's next heartbeat replaces this one."""
+    (None when stored). A failure is shown once per cause; the caller retries before it
+    commits the batch's offsets, so a heartbeat is never lost."""
     if not beats or store.conn is None:
         return None
+    shared = True  # a failure in the partitions step is the batch's too, which says it once
     try:
         await store.ensure_partitions({e.observed_at.astimezone(UTC).date() for e in beats})
+        shared = False
         await upsert_heartbeats(store.conn, store.schema, beats)
     except psycopg.Error as exc:
         line = f"storing {len(beats)} agent heartbeats failed: {postgres_error_line(exc)}"
         if line != last_error:
-            log.warning("%s", line)
+            log.log(logging.DEBUG if shared else logging.WARNING, "%s", line)
         stats.error("postgres", line)
         return line
     return None
@@ -140,11 +142,16 @@ class HeartbeatKeeper:
         self.pending: list[HeartbeatEvent] = []
         self._error: str | None = None
 
-    async def keep(self, checks: Sequence[CheckEvent]) -> None:
-        """Store the pending heartbeats; show the fleet what this batch says about it."""
+    async def keep(self, checks: Sequence[CheckEvent]) -> bool:
+        """Store the pending heartbeats; show the fleet what this batch says about it. False
+        when they could not be stored: they stay pending, and the caller holds the offsets."""
         beats, self.pending[:] = list(self.pending), []
         self._error = await store_heartbeats(self.store, self.stats, beats, self._error)
+        if self._error is not None:
+            self.pending[:0] = beats
+            return False
         note_fleet(self.stats, beats, checks)
+        return True
 
 
 def note_fleet(stats: Stats, beats: Sequence[HeartbeatEvent], checks: Sequence[CheckEvent]) -> None:

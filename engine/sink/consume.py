@@ -221,7 +221,12 @@ class Sink:
             if result is None:
                 return  # stopping: nothing committed, the batch is read again next time
             self._account(result)
-            await self.fleet.keep(batch.checks)
+            backoff = 0.5
+            while not await self.fleet.keep(batch.checks):  # offsets wait for the heartbeats
+                if self._stopping.is_set():
+                    return
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
             await self._commit(batch.offsets)
         finally:
             self._unwritten = [f for f in self._unwritten if f is not batch.first]

@@ -116,7 +116,7 @@ def _spooled_records_are_clean(spool_dir: Path, copy: Path, pid: int | None = No
     count = 0
     while batch := spool.peek(500):
         for rec in batch:
-            assert orjson.loads(rec.value)["type"] == "check"
+            assert orjson.loads(rec.value)["type"] in ("check", "heartbeat")  # metrics are off
         count += len(batch)
         spool.ack(len(batch))
     spool.close()
