@@ -9,7 +9,6 @@ upsert besides INSERT (README, least privilege).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from datetime import UTC
 from typing import Any
@@ -17,13 +16,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from engine.db.pg_errors import postgres_error_line
 from engine.envelope import CheckEvent, HeartbeatEvent
 from engine.records.heartbeats import FleetAgent
 from engine.sink.store import Store
 from engine.stats import Stats
-
-log = logging.getLogger("metrictui.sink")
 
 _COLUMNS = (
     "agent",
@@ -107,28 +103,6 @@ async def upsert_heartbeats(
     return cur.rowcount
 
 
-async def store_heartbeats(
-    store: Store, stats: Stats, beats: Sequence[HeartbeatEvent], last_error: str | None
-) -> str | None:
-    """Keep the latest heartbeat per agent (and each once in `events`); returns the error line
-    (None when stored). A failure is shown once per cause; the caller retries before it
-    commits the batch's offsets, so a heartbeat is never lost."""
-    if not beats or store.conn is None:
-        return None
-    shared = True  # a failure in the partitions step is the batch's too, which says it once
-    try:
-        await store.ensure_partitions({e.observed_at.astimezone(UTC).date() for e in beats})
-        shared = False
-        await upsert_heartbeats(store.conn, store.schema, beats)
-    except psycopg.Error as exc:
-        line = f"storing {len(beats)} agent heartbeats failed: {postgres_error_line(exc)}"
-        if line != last_error:
-            log.log(logging.DEBUG if shared else logging.WARNING, "%s", line)
-        stats.error("postgres", line)
-        return line
-    return None
-
-
 class HeartbeatKeeper:
     """Collects the heartbeats the sink decodes (`pending`) and stores them with each batch.
 
@@ -140,16 +114,20 @@ class HeartbeatKeeper:
         self.store = store
         self.stats = stats
         self.pending: list[HeartbeatEvent] = []
-        self._error: str | None = None
 
     async def keep(self, checks: Sequence[CheckEvent]) -> bool:
-        """Store the pending heartbeats; show the fleet what this batch says about it. False
-        when they could not be stored: they stay pending, and the caller holds the offsets."""
-        beats, self.pending[:] = list(self.pending), []
-        self._error = await store_heartbeats(self.store, self.stats, beats, self._error)
-        if self._error is not None:
-            self.pending[:0] = beats
-            return False
+        """Store the pending heartbeats, then show the fleet what this batch says about it.
+
+        Raises what PostgreSQL raised, with the heartbeats still pending: the sink retries
+        this like a batch write (said once, state down, back-off) and holds the offsets."""
+        beats = list(self.pending)
+        if beats:
+            if self.store.conn is None:
+                raise psycopg.OperationalError("not connected to PostgreSQL")
+            days = {e.observed_at.astimezone(UTC).date() for e in beats}
+            await self.store.ensure_partitions(days)
+            await upsert_heartbeats(self.store.conn, self.store.schema, beats)
+            del self.pending[: len(beats)]
         note_fleet(self.stats, beats, checks)
         return True
 

@@ -17,7 +17,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import TypeVar
 
 import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -39,6 +41,8 @@ from engine.sink.decode import Batch, decode_messages, oldest_first
 from engine.sink.offsets import adopt_orphaned_commits, partition_lag
 from engine.sink.store import DeadLetter, Encoded, Store, WriteResult
 from engine.stats import ConnState, Stats
+
+T = TypeVar("T")
 
 log = logging.getLogger("metrictui.sink")
 
@@ -221,12 +225,9 @@ class Sink:
             if result is None:
                 return  # stopping: nothing committed, the batch is read again next time
             self._account(result)
-            backoff = 0.5
-            while not await self.fleet.keep(batch.checks):  # offsets wait for the heartbeats
-                if self._stopping.is_set():
-                    return
-                await self._sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+            # The batch's offsets also wait for its heartbeats (retried the same way).
+            if await self._until_stored(lambda: self.fleet.keep(batch.checks)) is None:
+                return
             await self._commit(batch.offsets)
         finally:
             self._unwritten = [f for f in self._unwritten if f is not batch.first]
@@ -246,6 +247,20 @@ class Sink:
         standby, disk full, schema not migrated) is not the events' fault: nothing is
         dead-lettered, no offset moves, and the batch is retried until the operator fixes it.
         """
+
+        async def write() -> WriteResult:
+            try:
+                return await self.store.write_batch(metrics, checks, dead, encoded)
+            except psycopg.Error as exc:
+                if not rejects_content(exc):
+                    raise
+                return await self._write_one_by_one(metrics, checks, dead, exc)
+
+        return await self._until_stored(write)
+
+    async def _until_stored(self, attempt: Callable[[], Awaitable[T]]) -> T | None:
+        """Run `attempt` until PostgreSQL takes it, reconnecting as needed; None if stopping.
+        Each distinct cause is said once and the state shows down until a write succeeds."""
         backoff = 0.5
         while not self._stopping.is_set():
             try:
@@ -253,12 +268,7 @@ class Sink:
                     await self.store.close()
                     await self.store.connect()
                     log.info("PostgreSQL connection restored")
-                try:
-                    result = await self.store.write_batch(metrics, checks, dead, encoded)
-                except psycopg.Error as exc:
-                    if not rejects_content(exc):
-                        raise
-                    result = await self._write_one_by_one(metrics, checks, dead, exc)
+                result = await attempt()
                 if self._write_error is not None:
                     log.info("PostgreSQL takes writes again")
                     self._write_error = None

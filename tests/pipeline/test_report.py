@@ -13,12 +13,11 @@ import pytest
 
 from engine.db.migrate import migrate
 from engine.db.report import format_duration, parse_duration
-from engine.envelope import CheckEvent, MetricsEvent
-from engine.records.check_result import CHECK_FIELDS
+from engine.envelope import MetricsEvent
 from engine.sink.store import Store
+from helpers.records import CERT_EXPIRY, check_event
 from helpers.stack import Pipeline, metrictui_cmd
 
-CERT_EXPIRY = datetime(2031, 1, 2, 3, 4, 5, tzinfo=UTC)
 HOSTILE = 'evil"\\name\n\x1b[31mred'
 
 
@@ -57,26 +56,7 @@ def test_bad_since_is_a_usage_error_naming_the_option(tmp_path: Any) -> None:
     assert "--since" in proc.stderr and "30m, 1h or 7d" in proc.stderr
 
 
-def _check(agent: str, at: datetime, target: str, ok: bool, ms: float | None, **kw: Any):
-    values: dict[str, Any] = {
-        "target": target,
-        "url": "https://example.invalid/",
-        "method": "GET",
-        "ok": ok,
-        "status_code": 200 if ok else None,
-        "reason": None if ok else "timeout",
-        "error": None,
-        "dns_ms": 1.0,
-        "connect_ms": 2.0,
-        "tls_ms": 3.0,
-        "ttfb_ms": 4.0,
-        "total_ms": ms,
-        "content_match": None,
-        "cert_expires_at": CERT_EXPIRY if ok else None,
-        "resolved_ip": "192.0.2.1",
-        **kw,
-    }
-    return CheckEvent(uuid.uuid4(), agent, "host-1", at, tuple(values[f] for f in CHECK_FIELDS))
+_check = check_event
 
 
 def _metrics(agent: str, at: datetime, cpu: float, memory: float) -> MetricsEvent:

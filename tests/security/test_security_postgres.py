@@ -16,7 +16,8 @@ from urllib.parse import quote, urlsplit
 import psycopg
 import pytest
 
-from engine.envelope import encode_event
+from engine.envelope import encode_event, encode_heartbeat
+from engine.records.heartbeats import Heartbeat
 from helpers.faults import (
     Agents,
     SinkRole,
@@ -129,6 +130,39 @@ def test_missing_grant_holds_the_batch_instead_of_dead_lettering_it(
     assert code == 0, producer.tail()
     assert_conserved(pipeline, min_events=10)
     assert pipeline.query("SELECT count(*) FROM dead_letters")[0][0] == 0
+    code, _ = consumer.stop()
+    assert code == 0, consumer.tail()
+
+
+def test_a_heartbeat_that_cannot_be_stored_is_said_once_and_held_until_granted(
+    pipeline: Pipeline, agents: Agents, sink_role: SinkRole
+) -> None:
+    """A batch of only heartbeats (an idle fleet agent) meets the same missing grant: the
+    sink says why once, shows PostgreSQL down, commits nothing, and stores it once granted.
+    (It once logged this at debug and stalled silently, so the grant error never showed.)"""
+    migrate_as_owner(pipeline)
+    sink_role.grant(execute=False)
+    restricted = config_variant(
+        pipeline, "sink.toml", postgres={"dsn": sink_role.dsn(), "migrate_on_start": False}
+    )
+    consumer = agents.start("consumer", config=restricted)
+    wait_for(lambda: consumer.last_status().get("kafka") == "connected", 60, "the consumer up")
+    beat = Heartbeat("eu", "0.1.0", "producer", 0, True, 0, 0, 0, None, 5.0, 10.0, 30.0)
+    raw = encode_heartbeat("idle-agent", "idle-host", datetime.now(UTC), beat)
+    asyncio.run(send_raw(pipeline.stack.bootstrap, pipeline.metrics_topic, [raw]))
+    wait_for(lambda: "permission denied" in consumer.text(), 60, "the permission error")
+    wait_for(lambda: consumer.last_status().get("postgres") == "down", 30, "postgres down")
+    time.sleep(2)
+    errors = [ln for ln in consumer.text().splitlines() if "permission denied" in ln]
+    assert len(errors) == 1, "said once, not once per retry"
+    assert pipeline.query("SELECT count(*) FROM agents_v")[0][0] == 0
+    sink_role.grant_execute()
+    wait_for(
+        lambda: pipeline.query("SELECT count(*) FROM agents_v WHERE agent = 'idle-agent'")[0][0],
+        60,
+        "the heartbeat once EXECUTE is granted",
+    )
+    assert pipeline.query("SELECT count(*) FROM events WHERE kind = 'heartbeat'")[0][0] == 1
     code, _ = consumer.stop()
     assert code == 0, consumer.tail()
 

@@ -18,6 +18,9 @@ from helpers.serve_proc import gone, start_engine, start_serve, stop_engine
 from helpers.sites import LocalSites
 from helpers.stack import Pipeline
 from helpers.waiting import wait_for
+from tui.screens.target_form import TEXT_FIELDS
+
+HINTS = {field: hint for field, _, hint in TEXT_FIELDS}
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +71,7 @@ def test_browser_tab_shows_the_live_dashboard_and_adds_a_checked_target(
 
             tab = TabScreen(page)
             text = tab.wait_for(lambda t: "web-home" in t and nonzero_rate(t), "target + rate")
-            assert f"attached to {pipeline.dir / 'control.sock'}" in text
+            assert f"attached to agent {pipeline.agent} (pid" in text
 
             page.locator("textarea.xterm-helper-textarea").focus()
             press_until(page, tab, "?", lambda t: "Keys" in t and "esc Close" in t, "help")
@@ -77,9 +80,9 @@ def test_browser_tab_shows_the_live_dashboard_and_adds_a_checked_target(
 
             press_until(page, tab, "a", lambda t: "Add target" in t, "the add-target form")
             for placeholder, value in (
-                ("unique name, e.g. api-health", "from-browser"),
-                ("https://example.com/health", local_sites.http_url("/status/200")),
-                ("30", "1"),
+                (HINTS["name"], "from-browser"),
+                (HINTS["url"], local_sites.http_url("/status/200")),
+                (HINTS["interval"], "1"),
             ):
                 tab.click(placeholder)
                 page.keyboard.type(value)

@@ -15,14 +15,12 @@ import pytest
 
 from engine.db.history import fetch_host_summaries, fetch_target_history
 from engine.db.migrate import migrate
-from engine.envelope import CheckEvent, MetricsEvent
-from engine.records.check_result import CHECK_FIELDS
+from engine.envelope import MetricsEvent
 from engine.sink.store import Store
+from helpers.records import CERT_EXPIRY, check_event
 from helpers.stack import Pipeline
 
 pytestmark = pytest.mark.integration
-
-CERT_EXPIRY = datetime(2030, 5, 6, 7, 8, 9, tzinfo=UTC)
 
 
 @dataclass
@@ -35,27 +33,7 @@ class SeededSchema:
         return await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
 
 
-def _check(agent: str, at: datetime, target: str, ok: bool, total_ms: float | None, **kw: Any):
-    values = {
-        "target": target,
-        "url": f"https://{target}.example/",
-        "method": "GET",
-        "ok": ok,
-        "status_code": 200 if ok else None,
-        "reason": None if ok else "timeout",
-        "error": None,
-        "dns_ms": 1.0,
-        "connect_ms": 2.0,
-        "tls_ms": 3.0,
-        "ttfb_ms": 4.0,
-        "total_ms": total_ms,
-        "content_match": None,
-        "cert_expires_at": CERT_EXPIRY if ok else None,
-        "resolved_ip": "192.0.2.1",
-        **kw,
-    }
-    row = tuple(values[name] for name in CHECK_FIELDS)
-    return CheckEvent(uuid.uuid4(), agent, "host-1", at, row)
+_check = check_event
 
 
 def _metrics(agent: str, at: datetime, cpu: float, memory: float) -> MetricsEvent:

@@ -22,6 +22,7 @@ import logging
 import os
 import signal
 import sys
+from dataclasses import replace
 from typing import Any
 
 import uvloop
@@ -138,9 +139,9 @@ def _sender(out: _Out, agent: str, host: str, location: str) -> Any:
     """The scheduler's result callback: encode the Kafka event here, where the CPU is spare."""
 
     def on_result(result: CheckResult, lateness: float) -> None:
-        payload = {**result.to_payload(), "location": location}
-        event = encode_event("check", agent, host, result.started_at, payload)
-        out.send((RESULT, result_to_wire(result), lateness, event))
+        located = replace(result, location=location)
+        event = encode_event("check", agent, host, located.started_at, located.to_payload())
+        out.send((RESULT, result_to_wire(located), lateness, event))
 
     return on_result
 
