@@ -188,10 +188,11 @@ class Engine:
         """Stop collecting, flush the producer (or spool), finish the sink batch, close."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        if self.scheduler is not None:
-            await self.scheduler.stop()
-        if self.fleet is not None:  # leave the group now: survivors take our targets at once
-            await self.fleet.stop()
+        # Checks stop and the group is left together: survivors take our targets at once and
+        # catch up the slots from the rebalance's start (engine.fleet.membership).
+        await asyncio.gather(
+            *(part.stop() for part in (self.scheduler, self.fleet) if part is not None)
+        )
         for task in self._tasks:
             if task.get_name() in ("collect", "topics", "stats", "heartbeat"):
                 task.cancel()
@@ -309,7 +310,8 @@ class Engine:
         """Push the target list to the scheduler and the stats (keeping last results)."""
         checked = self.fleet.mine() if self.fleet is not None else list(self._targets.values())
         if self.scheduler is not None:
-            self.scheduler.set_targets(checked)
+            catch_up = self.fleet.take_catch_up() if self.fleet is not None else None
+            self.scheduler.set_targets(checked, catch_up)
         self.stats.targets_assigned = sum(1 for t in checked if t.enabled)
         old = self.stats.targets
         self.stats.targets = {}

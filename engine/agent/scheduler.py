@@ -15,7 +15,11 @@ the window is `min(interval, max(1 s, new targets / FIRST_RUNS_PER_S))`.
 Fleet agents pass `clock_phase=True`: each target's slots then sit at a fixed phase of the wall
 clock (a hash of the name times the interval, past each multiple of the interval since the
 epoch), the same on every agent. A target handed from one agent to another is checked by the
-new owner at the slot where the old owner would have checked it: no double check, no gap.
+new owner at the slot where the old owner would have checked it: no double check. A slot that
+fell while the group was handing the target over (`catch_up_after`, set by the fleet when this
+agent gained a departed agent's partitions) was checked by nobody: the new owner runs it at
+once, late, and then keeps the phase. So an agent stopped with SIGTERM leaves no gap longer
+than the rebalance.
 
 Lateness, passed to `on_result` with every result, is the start of the check (semaphore
 acquired) minus its slot: it shows event-loop lag and concurrency saturation. When the process
@@ -106,13 +110,14 @@ class CheckScheduler:
         """Targets that currently have a schedule (enabled ones, once started)."""
         return tuple(target for target, _ in self._tasks.values())
 
-    def set_targets(self, targets: Sequence[Target]) -> None:
+    def set_targets(self, targets: Sequence[Target], catch_up_after: float | None = None) -> None:
         """Replace the target list. Diffed by name: unchanged targets keep their schedule,
         changed ones restart (promptly), removed and disabled ones are cancelled, including a
-        check in flight (its result is dropped)."""
+        check in flight (its result is dropped). With clock phases, a new target whose last
+        slot fell at or after `catch_up_after` (wall time) runs that slot now."""
         self._wanted = {target.name: target for target in targets if target.enabled}
         if self._started:
-            self._apply()
+            self._apply(catch_up_after)
 
     def start(self) -> None:
         """Start scheduling the current targets; call from inside the running event loop."""
@@ -135,7 +140,7 @@ class CheckScheduler:
                     "%d website checks did not stop within %.0f s", len(pending), STOP_TIMEOUT_S
                 )
 
-    def _apply(self) -> None:
+    def _apply(self, catch_up_after: float | None = None) -> None:
         for name, (target, task) in list(self._tasks.items()):
             if self._wanted.get(name) != target:
                 task.cancel()
@@ -149,6 +154,9 @@ class CheckScheduler:
         for target in new:
             if self._clock_phase:
                 first_slot = clock_slot(target.interval, target.name, now_wall, now)
+                missed_at = now_wall + (first_slot - now) - target.interval
+                if catch_up_after is not None and missed_at >= catch_up_after:
+                    first_slot -= target.interval  # due already: run it now, then keep phase
             else:
                 first_slot = now + first_run_window(target.interval, len(new)) * spread(target.name)
             task = loop.create_task(self._run(target, first_slot), name=f"check:{target.name}")

@@ -2,13 +2,17 @@
 
 Kafka's group protocol is the whole coordination: the broker's group coordinator notices a
 member that left (at once, on a graceful stop: `stop()` sends LeaveGroup) or died (after
-`session_timeout_s` without heartbeats) and the group's leader hands out every partition again
-(aiokafka's round-robin assignor). We read nothing through the group; it only tells us which
-partitions are ours.
+`session_timeout_s` without heartbeats) and the group's leader hands out the partitions again.
+We read nothing through the group; it only tells us which partitions are ours.
 
-On a rebalance the old assignment stays in force until the new one arrives (revocation is not
-acted on): targets that stay with this agent keep their schedule untouched, and a target that
-moves is checked by the old owner until the new owner has it, so a hand-over leaves no gap.
+The assignor is sticky (aiokafka's StickyPartitionAssignor, round-robin as the fallback a mixed
+group can agree on): members keep their partitions across rebalances, so when an agent leaves
+only its partitions move, and when one joins it only takes some. On a rebalance the old
+assignment stays in force until the new one arrives (revocation is not acted on): targets that
+stay keep their schedule untouched. Partitions gained after the first assignment came from an
+agent that left; `catch_up_after` then says from when their slots may have gone unchecked (the
+rebalance's start, less one heartbeat: this member hears of it up to a heartbeat late), and the
+scheduler runs those slots at once.
 
 Session timeout: 3 s by default, so a killed agent's targets move within seconds. Brokers refuse
 sessions shorter than their `group.min.session.timeout.ms` (6 s by default); on that refusal
@@ -20,9 +24,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
 from aiokafka.errors import InvalidSessionTimeoutError, KafkaError
 
 from engine.config.model import KafkaConfig
@@ -45,6 +52,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         """Kept until the new assignment arrives (see the module docstring)."""
+        self._member.rebalance_began()
 
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self._member.assigned_now(frozenset(tp.partition for tp in assigned))
@@ -70,12 +78,29 @@ class GroupMember:
         self._on_problem = on_problem
         self.partitions: frozenset[int] | None = None
         self.rebalances = 0
+        self.catch_up_after: float | None = None
+        """Wall time from which the slots of partitions just gained may have gone unchecked."""
+        self._rebalance_at: float | None = None
+        # aiokafka's sticky assignor keeps this member's assignment in class attributes: a
+        # class of our own per member keeps two members in one process apart.
+        self._sticky = type(
+            "StickyAssignor",
+            (StickyPartitionAssignor,),
+            {"member_assignment": None, "generation": -1, "_latest_partition_movements": None},
+        )
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
 
+    def rebalance_began(self) -> None:
+        self._rebalance_at = time.time()
+
     def assigned_now(self, partitions: frozenset[int]) -> None:
+        before, began = self.partitions, self._rebalance_at
         self.rebalances += 1
         self.partitions = partitions
+        self.catch_up_after = None
+        if before is not None and began is not None and partitions - before:
+            self.catch_up_after = began - self.session_timeout_s / 6 - 0.1
         self._on_assign(partitions)
 
     def start(self) -> None:
@@ -110,6 +135,7 @@ class GroupMember:
             max_poll_interval_ms=max(10_000, session_ms * 2),
             rebalance_timeout_ms=max(10_000, session_ms * 2),
             max_partition_fetch_bytes=64 * 1024,
+            partition_assignment_strategy=(self._sticky, RoundRobinPartitionAssignor),
         )
 
     async def _run(self) -> None:

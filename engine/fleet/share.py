@@ -88,6 +88,14 @@ class FleetTargets:
             self.table.targets, self.table.partition_of, self.member.partitions, self.location
         )
 
+    def take_catch_up(self) -> float | None:
+        """Once per assignment: from when the slots of targets gained from a departed agent
+        may have gone unchecked (`GroupMember.catch_up_after`); None when nothing was gained."""
+        if self.member is None:
+            return None
+        since, self.member.catch_up_after = self.member.catch_up_after, None
+        return since
+
     def _assigned(self, partitions: frozenset[int]) -> None:
         if not partitions and not self._said_idle:
             line = (

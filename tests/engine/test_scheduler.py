@@ -16,6 +16,7 @@ from engine.agent.scheduler import (
     FIRST_RUNS_PER_S,
     PROMPT_S,
     CheckScheduler,
+    clock_slot,
     first_run_window,
     spread,
 )
@@ -369,3 +370,35 @@ async def test_many_targets_start_close_to_their_slots() -> None:
     assert min(runs.values()) >= 2
     assert max(runs.values()) <= int(run_s) + 1  # no bursts
     assert p99 < 1.0
+
+
+async def test_clock_phase_catches_up_a_slot_missed_during_a_hand_over() -> None:
+    """A fleet agent gaining a departed agent's target: the slot that fell during the
+    rebalance (at or after catch_up_after) runs now, then the wall-clock phase is kept; a
+    target whose last slot fell before the rebalance waits for its phase (no double check)."""
+    interval = 4.0
+    names = [f"t{i}" for i in range(40)]
+    now_wall = time.time()
+    since = now_wall - 1.5  # the rebalance began 1.5 s ago
+    due = [n for n in names if clock_slot(interval, n, now_wall, 0.0) - interval >= -1.5]
+    later = [n for n in names if n not in due]
+    assert due and later
+    checker, collected = FakeChecker(), Collected()
+    scheduler = CheckScheduler(checker, collected, concurrency=50, clock_phase=True)
+    scheduler.start()
+    began = time.monotonic()
+    try:
+        scheduler.set_targets([target(n, interval=interval) for n in names], catch_up_after=since)
+        await wait_for_async(lambda: all(checker.count(n) >= 1 for n in due), timeout=1.0)
+        assert all(checker.times(n)[0] - began < 0.5 for n in due)
+        await wait_for_async(lambda: all(checker.count(n) >= 1 for n in names), timeout=6.0)
+        await wait_for_async(lambda: all(checker.count(n) >= 2 for n in due), timeout=6.0)
+    finally:
+        await scheduler.stop()
+    for n in later:  # first run at its phase: more than the 1.5 s since the rebalance ago
+        assert checker.times(n)[0] - began > 0.0
+        phase_wall = clock_slot(interval, n, now_wall, now_wall)
+        assert abs((checker.times(n)[0] - began) - (phase_wall - now_wall)) < 0.5
+    for n in due:  # after the catch-up, the next run is at the phase slot, not catch-up + 4 s
+        second = checker.times(n)[1] - began
+        assert abs(second - (clock_slot(interval, n, now_wall, now_wall) - now_wall)) < 0.5

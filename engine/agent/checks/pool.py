@@ -170,12 +170,13 @@ class CheckWorkerPool:
             w.proc.pid for w in self._workers if w.proc is not None and w.proc.returncode is None
         ]
 
-    def set_targets(self, targets: Sequence[Target]) -> None:
-        """Replace the target list; only the shards that changed are sent to their workers."""
+    def set_targets(self, targets: Sequence[Target], catch_up_after: float | None = None) -> None:
+        """Replace the target list; only the shards that changed are sent to their workers
+        (with `catch_up_after`, as `CheckScheduler.set_targets` takes it)."""
         self._wanted = {t.name: t for t in targets if t.enabled}
         if self._started:
             for worker in self._workers:
-                self._send_shard(worker)
+                self._send_shard(worker, catch_up_after)
 
     def start(self) -> None:
         """Start the workers; call from inside the running event loop."""
@@ -229,9 +230,10 @@ class CheckWorkerPool:
             return False
         return True
 
-    def _send_shard(self, worker: _Worker) -> None:
+    def _send_shard(self, worker: _Worker, catch_up_after: float | None = None) -> None:
         shard = self._shard_for(worker)
-        if shard != worker.sent and self._send(worker, (TARGETS, targets_to_wire(shard))):
+        message = (TARGETS, targets_to_wire(shard), catch_up_after)
+        if shard != worker.sent and self._send(worker, message):
             worker.sent = shard
 
     async def _supervise(self, worker: _Worker) -> None:

@@ -6,8 +6,9 @@ second the pipes carry, and no class lookups on load. A `CheckResult` travels as
 its datetimes as integer microseconds (exact, unlike float seconds), together with its Kafka
 event already encoded in the worker, so the engine process only ships bytes.
 
-Frames from the engine to a worker:  ``(SETUP, agent, host, body_max_bytes, concurrency)`` once,
-then ``(TARGETS, [target tuple, ...])`` whenever its shard changes.
+Frames from the engine to a worker: ``(SETUP, agent, host, body_max_bytes, concurrency, location,
+clock_phase)`` once, then ``(TARGETS, [target tuple, ...], catch_up_after)`` whenever its shard
+changes.
 Frames from a worker to the engine: ``(RESULT, result tuple, lateness_s, event bytes)`` per
 check and ``(MISSED, missed_slots)`` about once a second.
 """

@@ -114,7 +114,7 @@ async def serve(in_fd: int, out_fd: int) -> None:
                     )
                     reporter = asyncio.create_task(_report_missed(out, scheduler))
                 elif message[0] == TARGETS and scheduler is not None:
-                    scheduler.set_targets(targets_from_wire(message[1]))
+                    scheduler.set_targets(targets_from_wire(message[1]), message[2])
                     if not started:
                         started = True
                         scheduler.start()
