@@ -42,6 +42,13 @@ def fleet_sizes(scale: str) -> dict[str, Any]:
     return {"agents": 3, "targets": 300, "interval": 5.0, "steady_s": 60.0}
 
 
+def scale_sizes(scale: str) -> dict[str, Any]:
+    """The issue's scale case (20 agents, 10,000 targets); a quick one for tiny."""
+    if scale == "tiny":
+        return {"agents": 3, "targets": 300, "interval": 10.0}
+    return {"agents": 20, "targets": 10_000, "interval": 60.0}
+
+
 def _start_fleet(rig: FleetRig, agents: int, targets: int, interval: float) -> None:
     result = rig.import_targets(rig.targets(targets, interval))
     if result.returncode != 0:

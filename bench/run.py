@@ -32,7 +32,8 @@ import orjson
 
 from bench.checks_parts import bare_http, measure_agent, measure_checks
 from bench.env import ROOT, BenchEnv, stack_endpoints
-from bench.fleet_parts import FLEET_KEYS, fleet_sizes, run_fleet
+from bench.fleet_parts import FLEET_KEYS, fleet_sizes, run_fleet, scale_sizes
+from bench.fleet_scale import run_scale
 from bench.freshness import measure_freshness
 from bench.kafka_parts import raw_consume, raw_send, real_producer
 from bench.measure import Throughput, median_of, paired, ratio
@@ -239,6 +240,13 @@ class Run:
             sizes = fleet_sizes(self.scale.name)
             figures = await asyncio.to_thread(
                 run_fleet, e.bootstrap, e.dsn, server.url, folder, **sizes
+            )
+            say(f"  {figures}")
+            self.results.update(figures)
+            sizes = scale_sizes(self.scale.name)
+            say(f"  scale: {sizes['agents']} agents, {sizes['targets']:,} targets")
+            figures = await asyncio.to_thread(
+                run_scale, e.bootstrap, e.dsn, server.url, folder / "scale", **sizes
             )
         say(f"  {figures}")
         self.results.update(figures)

@@ -22,7 +22,6 @@ the member says so once and joins again with 6 s, then 10 s.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitio
 from aiokafka.errors import InvalidSessionTimeoutError, KafkaError
 
 from engine.config.model import KafkaConfig
+from engine.fleet.consumer_task import ConsumerTask
 from engine.kafka.settings import client_kwargs
 
 log = logging.getLogger("metrictui.fleet")
@@ -58,8 +58,10 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self._member.assigned_now(frozenset(tp.partition for tp in assigned))
 
 
-class GroupMember:
+class GroupMember(ConsumerTask):
     """Owns the group consumer's task; `partitions` is the current assignment (None: none yet)."""
+
+    task_name = "fleet-member"
 
     def __init__(
         self,
@@ -70,6 +72,7 @@ class GroupMember:
         on_assign: Callable[[frozenset[int]], None],
         on_problem: Callable[[str], None] = lambda line: None,
     ) -> None:
+        super().__init__()
         self._cfg = cfg
         self.group = group_id(location)
         self._client_id = client_id
@@ -88,8 +91,6 @@ class GroupMember:
             (StickyPartitionAssignor,),
             {"member_assignment": None, "generation": -1, "_latest_partition_movements": None},
         )
-        self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
 
     def rebalance_began(self) -> None:
         self._rebalance_at = time.time()
@@ -102,25 +103,6 @@ class GroupMember:
         if before is not None and began is not None and partitions - before:
             self.catch_up_after = began - self.session_timeout_s / 6 - 0.1
         self._on_assign(partitions)
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="fleet-member")
-
-    async def stop(self) -> None:
-        """Leave the group at once (LeaveGroup), so survivors take over without waiting."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self._close()
-
-    async def _close(self) -> None:
-        if self._consumer is not None:
-            with contextlib.suppress(KafkaError, OSError, TimeoutError):
-                async with asyncio.timeout(5):
-                    await self._consumer.stop()
-            self._consumer = None
 
     def _make_consumer(self) -> AIOKafkaConsumer:
         session_ms = int(self.session_timeout_s * 1000)

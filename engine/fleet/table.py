@@ -10,7 +10,6 @@ A bad record is skipped, counted in `bad_total`, reported through `on_bad`, and 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from engine.config.model import KafkaConfig
+from engine.fleet.consumer_task import ConsumerTask
 from engine.fleet.records import BadRecord, decode_target
 from engine.kafka.settings import client_kwargs
 from engine.targets.model import Target
@@ -29,8 +29,10 @@ FETCH_WAIT_MS = 200
 """How long a fetch waits for new records: bounds how soon an edit reaches every agent."""
 
 
-class TargetsTable:
+class TargetsTable(ConsumerTask):
     """Owns the group-less reader task; `targets` and `partition_of` are the table so far."""
+
+    task_name = "fleet-table"
 
     def __init__(
         self,
@@ -40,6 +42,7 @@ class TargetsTable:
         on_change: Callable[[], None] = lambda: None,
         on_bad: Callable[[str], None] = lambda line: None,
     ) -> None:
+        super().__init__()
         self._cfg = cfg
         self._client_id = client_id
         self._base_dir = base_dir
@@ -52,26 +55,6 @@ class TargetsTable:
         self.partitions = 0
         self.caught_up = asyncio.Event()
         """Set once the table holds everything the topic had when the reader started."""
-        self._task: asyncio.Task[None] | None = None
-        self._consumer: AIOKafkaConsumer | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="fleet-table")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self._close()
-
-    async def _close(self) -> None:
-        if self._consumer is not None:
-            with contextlib.suppress(KafkaError, OSError, asyncio.TimeoutError):
-                async with asyncio.timeout(5):
-                    await self._consumer.stop()
-            self._consumer = None
 
     async def _run(self) -> None:
         backoff = 0.5
