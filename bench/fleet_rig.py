@@ -59,6 +59,7 @@ class FleetRig:
     sink: subprocess.Popen[bytes] | None = None
     session_timeout_s: float = 3.0
     targets_partitions: int = 60
+    replication_factor: int = 1
 
     @property
     def schema(self) -> str:
@@ -78,6 +79,7 @@ class FleetRig:
                 "checks_topic": f"f-{self.tag}.checks",
                 "targets_topic": f"f-{self.tag}.targets",
                 "targets_partitions": self.targets_partitions,
+                "replication_factor": self.replication_factor,
                 "partitions": 3,
                 "request_timeout_s": 5.0,
             },

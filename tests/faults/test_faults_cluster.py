@@ -1,16 +1,20 @@
 """Faults on a three-node cluster, the way managed Kafka runs (replication 3, min ISR 2):
 partition leaders killed, a rolling restart, the cluster below min ISR, the group coordinator
-killed. Real processes and servers; PostgreSQL and the feeder's numbered events are the judges
-(see cluster_tools.py). The fleet case (targets topic leader killed during a rebalance) waits
-for the fleet issue."""
+killed, and the fleet's targets topic leader killed during a rebalance. Real processes and
+servers; PostgreSQL and the feeder's numbered events are the judges (see cluster_tools.py; the
+fleet case is judged by helpers/fleet_tools.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections import Counter
+from pathlib import Path
 
 import pytest
 
-from bench.cluster import Cluster
+from bench.cluster import Cluster, partition_replicas
+from bench.fleet_rig import FleetRig
 from helpers.cluster_tools import (
     Load,
     cluster_pipeline_fixture,  # noqa: F401 - fixture
@@ -25,6 +29,7 @@ from helpers.cluster_tools import (
     wait_new_status,
 )
 from helpers.faults import Agents, stored_count
+from helpers.fleet_tools import fleet_of, nothing_lost, settled
 from helpers.sites import LocalSites
 from helpers.stack import Pipeline
 from helpers.waiting import wait_for
@@ -166,3 +171,35 @@ def test_group_coordinator_sigkilled_the_sink_resumes_without_duplicate_rows(
         )
     finally:
         load_agents.kill_all()
+
+
+def test_fleet_targets_topic_leader_sigkilled_during_a_rebalance_loses_no_check(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Two fleet agents on the cluster; a third joins (the group rebalances) and, in the middle
+    of it, the node leading most of the targets topic's partitions is killed. The group settles
+    with all three agents, every target is checked once per interval again, and no check a
+    survivor made is lost or stored twice (helpers/fleet_tools.py)."""
+    web_url = str(cluster.env.get("web_url") or "")
+    assert web_url, "the cluster's stack has no demo web server"
+    rig = FleetRig(
+        cluster.bootstrap, cluster.dsn, web_url, tmp_path, targets_partitions=12,
+        replication_factor=3,
+    )  # fmt: skip
+    try:
+        names = fleet_of(rig, 2)
+        topic = rig.config_doc("x", "x", "producer")["kafka"]["targets_topic"]
+        parts = asyncio.run(partition_replicas(cluster.bootstrap, [topic]))
+        leaders = Counter(info["leader"] for info in parts.values() if info["leader"] >= 0)
+        node = leaders.most_common(1)[0][0]
+        rig.start_agent("a2", "eu")  # the group starts to rebalance
+        time.sleep(0.5)
+        cluster.kill_node(node)  # and the targets topic loses its leaders in the middle of it
+        time.sleep(DOWN_S)
+        cluster.start_node(node)
+        settled(rig, names, {"a0", "a1", "a2"})
+        nothing_lost(rig, {"a0", "a1", "a2"})
+    finally:
+        rig.stop_all()
+        rig.drop_schema()
+        cluster.restore()
