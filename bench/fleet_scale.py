@@ -89,7 +89,7 @@ def _empty_table_rss(bootstrap: str, dsn: str, web_url: str, directory: Path) ->
     rig.dir.mkdir(parents=True, exist_ok=True)
     try:
         rig.start_agent("empty", "eu")
-        time.sleep(15)
+        time.sleep(8)  # imported, connected, its empty table read
         return max(_agent_rss(rig))
     finally:
         rig.stop_all()
