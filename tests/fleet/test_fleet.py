@@ -9,25 +9,10 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from bench.fleet_rig import FleetRig, double_and_missed, failover_delays, metrictui_cmd, owners
-from helpers.stack import StackInfo
 
 INTERVAL = 2.0
-
-
-@pytest.fixture
-def rig(stack: StackInfo, tmp_path: Path) -> Iterator[FleetRig]:
-    r = FleetRig(
-        stack.bootstrap, stack.dsn, str(stack.env["web_url"]), tmp_path, targets_partitions=12
-    )
-    yield r
-    r.stop_all()
-    r.drop_schema()
 
 
 def _imported(rig: FleetRig, targets: list[dict[str, object]], *extra: str) -> None:

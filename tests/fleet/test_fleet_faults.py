@@ -9,27 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from aiokafka import AIOKafkaProducer
 
 from bench.fleet_rig import FleetRig
 from helpers.faults import Servers, servers_fixture  # noqa: F401 - registers the fixture
-from helpers.stack import StackInfo
 
 INTERVAL = 1.0
-
-
-@pytest.fixture
-def rig(stack: StackInfo, tmp_path: Path) -> Iterator[FleetRig]:
-    r = FleetRig(
-        stack.bootstrap, stack.dsn, str(stack.env["web_url"]), tmp_path, targets_partitions=12
-    )
-    yield r
-    r.stop_all()
-    r.drop_schema()
 
 
 async def _produce_raw(bootstrap: str, topic: str, key: bytes | None, value: bytes) -> None:

@@ -11,27 +11,14 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from bench.fleet_rig import FleetRig
 from helpers.faults import Servers, servers_fixture  # noqa: F401 - registers the fixture
 from helpers.fleet_tools import fleet_of, nothing_lost, settled
-from helpers.stack import StackInfo
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
-
-
-@pytest.fixture
-def rig(stack: StackInfo, tmp_path: Path) -> Iterator[FleetRig]:
-    r = FleetRig(
-        stack.bootstrap, stack.dsn, str(stack.env["web_url"]), tmp_path, targets_partitions=12
-    )
-    yield r
-    r.stop_all()
-    r.drop_schema()
 
 
 def test_an_agent_sigkilled_while_the_group_rebalances_loses_nothing(rig: FleetRig) -> None:
