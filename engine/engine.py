@@ -267,9 +267,11 @@ class Engine:
         if target is None:
             return  # deleted while the check ran
         value = event
-        if value is None:
-            payload = {**result.to_payload(), "location": self.config.agent.location}
-            value = encode_event("check", self.agent, self.host, result.started_at, payload)
+        if value is None:  # checked in this process: the result learns where, as in a worker
+            result = replace(result, location=self.config.agent.location)
+            value = encode_event(
+                "check", self.agent, self.host, result.started_at, result.to_payload()
+            )
         self.shipper.submit(self.config.kafka.checks_topic, result.target.encode(), value)
         cert_days = None
         if result.cert_expires_at is not None:
