@@ -29,10 +29,27 @@ def binary_path() -> Path:
 
 
 def installed_version(binary: Path) -> str:
+    """What the binary says of its version. `go install` stamps none (`--version` prints
+    "Telegraf unknown"), so the module version is then read from its Go build info."""
     if not binary.exists():
         return ""
     done = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
-    return done.stdout.strip()
+    said = done.stdout.strip()
+    go = _go()
+    if VERSION in said or go is None:
+        return said
+    info = subprocess.run(
+        [go, "version", "-m", binary], capture_output=True, text=True, check=False
+    )
+    for line in info.stdout.splitlines():
+        fields = line.split()
+        if fields[:2] == ["mod", MODULE.removesuffix("/cmd/telegraf")] and len(fields) > 2:
+            return f"Telegraf {fields[2].lstrip('v')} (go install)"
+    return said
+
+
+def _go() -> str | None:
+    return shutil.which("go") or shutil.which("go", path="/usr/local/go/bin")
 
 
 def ensure_telegraf(say: Callable[[str], None]) -> Path:
@@ -40,7 +57,7 @@ def ensure_telegraf(say: Callable[[str], None]) -> Path:
     binary = binary_path()
     if VERSION in installed_version(binary):
         return binary
-    go = shutil.which("go") or shutil.which("go", path="/usr/local/go/bin")
+    go = _go()
     if go is None:
         raise RuntimeError(
             f"Telegraf v{VERSION} needs Go 1.25+ to build: install Go (go.dev/dl or apt) or put"
