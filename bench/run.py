@@ -154,6 +154,9 @@ class Run:
         by_row = self.note("naive per row", await naive_sink(config, messages, limit, per_row=True))
         r["sink_rows_per_s"] = median_of(sink, "rows_per_s")
         r["sink_events_per_s"] = median_of(sink, "items_per_s")
+        r["sink_cpu_us_per_row"] = round(
+            statistics.median((t.cpu_s or 0.0) / t.rows * 1e6 for t in sink), 2
+        )
         r["raw_copy_rows_per_s"] = median_of(copy, "rows_per_s")
         r["raw_consume_msgs_per_s"] = median_of(consume, "items_per_s")
         r["naive_rows_per_s"] = round(naive.rows_per_s)
