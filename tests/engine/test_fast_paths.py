@@ -25,8 +25,6 @@ from engine.envelope import (
     CheckEvent,
     Invalid,
     MetricsEvent,
-    _samples,
-    _samples_at_once,
     decode_event,
     encode_event,
     metrics_payload,
@@ -34,6 +32,7 @@ from engine.envelope import (
 )
 from engine.kafka.producer_parts import KeyPartitioner
 from engine.records.check_result import CHECK_FIELDS
+from engine.records.samples import BadSample, Shape, _samples_one_by_one, samples_at_once
 from engine.sink.store import Store
 from helpers.stack import Pipeline
 
@@ -46,14 +45,32 @@ sample = st.tuples(names, labels, values, st.text(max_size=6).filter(lambda s: "
 @settings(max_examples=300, deadline=None)
 @given(st.lists(sample.map(list), max_size=20))
 def test_samples_at_once_equals_the_per_sample_loop(items: list[list[Any]]) -> None:
-    assert _samples_at_once(items) == _samples({"samples": items}, False)
+    assert _rows(samples_at_once(items)) == _rows(_samples_one_by_one(items))
+
+
+def _rows(parsed: tuple[Shape, tuple[float, ...]] | None) -> list[tuple[str, str, float, str]]:
+    assert parsed is not None
+    shape, values = parsed
+    return shape.rows(values)
+
+
+def test_events_of_one_shape_share_one_shape_object() -> None:
+    """The store keys its series-id vectors on the shape object: the decoder must hand the
+    same one for the same layout, whatever the values, and another for another layout."""
+    items = [["cpu.percent", {"cpu": "total"}, 1.5, "%"], ["load.1m", {}, 2, ""]]
+    again = [["cpu.percent", {"cpu": "total"}, 9.0, "%"], ["load.1m", {}, 0.25, ""]]
+    other = [["cpu.percent", {"cpu": "0"}, 1.5, "%"], ["load.1m", {}, 2, ""]]
+    first, second, third = (samples_at_once(x) for x in (items, again, other))
+    assert first is not None and second is not None and third is not None
+    assert first[0] is second[0] and first[0] is not third[0]
+    assert second[1] == (9.0, 0.25)
 
 
 def test_a_real_collection_takes_the_fast_path() -> None:
     collector = HostCollector(COLLECTOR_NAMES)
     collector.collect()
     items = orjson.loads(orjson.dumps(metrics_payload(collector.collect())))["samples"]
-    assert items and _samples_at_once(items) == _samples({"samples": items}, False)
+    assert items and _rows(samples_at_once(items)) == _rows(_samples_one_by_one(items))
 
 
 BAD_SAMPLES: dict[str, list[Any]] = {
@@ -75,9 +92,9 @@ BAD_SAMPLES: dict[str, list[Any]] = {
 @pytest.mark.parametrize("case", sorted(BAD_SAMPLES))
 def test_samples_at_once_leaves_every_bad_sample_to_the_loop(case: str) -> None:
     items = BAD_SAMPLES[case]
-    assert _samples_at_once(items) is None
-    with pytest.raises(Invalid):
-        _samples({"samples": items}, False)
+    assert samples_at_once(items) is None
+    with pytest.raises(BadSample):
+        _samples_one_by_one(items)
 
 
 def test_a_nul_escape_takes_the_careful_path_and_is_rejected() -> None:
@@ -96,7 +113,7 @@ def test_a_nul_escape_takes_the_careful_path_and_is_rejected() -> None:
 
 
 def _event(at: datetime, samples: list[tuple[str, str, float, str]]) -> MetricsEvent:
-    return MetricsEvent(uuid.uuid4(), "agent-1", "host-1", at, samples)
+    return MetricsEvent.of(uuid.uuid4(), "agent-1", "host-1", at, samples)
 
 
 async def test_binary_copy_rows_read_back_exactly(pipeline: Pipeline) -> None:
