@@ -7,6 +7,7 @@ row the field count and (length, value) of each column, then the trailer.
 
 from __future__ import annotations
 
+import operator
 import struct
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -72,12 +73,8 @@ def check_copy_row(e: CheckEvent) -> bytes:
 
     The envelope decoder guarantees the types (and that timings fit a `real`)."""
     head = _CHECK_HEAD.pack(_CHECK_COLUMNS, 8, pg_micros(e.observed_at), 16)
-    fields = map(_call, _ROW_ENCODERS, e.row)
+    fields = map(operator.call, _ROW_ENCODERS, e.row)
     return b"".join((head, e.event_id.bytes, _text(e.agent), *fields))
-
-
-def _call(encode: Callable[[Any], bytes], value: Any) -> bytes:
-    return encode(value)
 
 
 _EVENT_HEAD = struct.Struct("!hi").pack(4, 16)

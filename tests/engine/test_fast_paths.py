@@ -25,13 +25,15 @@ from engine.envelope import (
     CheckEvent,
     Invalid,
     MetricsEvent,
+    _check_row,
+    _check_row_at_once,
     decode_event,
     encode_event,
     metrics_payload,
     new_event_id,
 )
 from engine.kafka.producer_parts import KeyPartitioner
-from engine.records.check_result import CHECK_FIELDS
+from engine.records.check_result import CHECK_FIELDS, CheckResult
 from engine.records.samples import BadSample, Shape, _samples_one_by_one, samples_at_once
 from engine.sink.store import Store
 from helpers.stack import Pipeline
@@ -248,3 +250,58 @@ async def test_a_replayed_batch_mixing_old_and_new_events_stores_only_the_new(
     values = sorted(v for (v,) in pipeline.query("SELECT value FROM samples_v"))
     assert values == [0.0, 1.0, 2.0, 10.0, 11.0]
     assert pipeline.query("SELECT count(*) FROM events") == [(5,)]
+
+
+_texts = st.one_of(st.none(), st.text(max_size=3), st.text(min_size=99, max_size=102), st.just(""))
+_numbers = st.one_of(
+    st.none(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(min_value=3.0e38, max_value=1e39),
+    st.integers(-5, 2000),
+    st.booleans(),
+)
+_check_payloads = st.fixed_dictionaries(
+    {
+        "target": _texts,
+        "url": _texts,
+        "method": st.one_of(_texts, st.just("GET")),
+        "ok": st.one_of(st.booleans(), st.none(), st.just(1)),
+        "status_code": _numbers,
+        "reason": _texts,
+        "error": _texts,
+        "dns_ms": _numbers,
+        "total_ms": _numbers,
+        "content_match": st.one_of(st.booleans(), st.none(), st.just("yes")),
+        "cert_expires_at": st.one_of(
+            st.none(), st.just("2027-01-01T00:00:00+00:00"), st.just("2027-01-01"), st.just("x")
+        ),
+        "location": _texts,
+    }
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_check_payloads)
+def test_check_row_at_once_equals_the_careful_path(payload: dict[str, Any]) -> None:
+    """The fast path gives exactly the careful path's row, or steps aside (None) and leaves
+    the careful path to accept or name the problem."""
+    fast = _check_row_at_once(payload)
+    try:
+        careful = _check_row(payload)
+    except Invalid:
+        assert fast is None
+        return
+    assert fast is None or fast == careful
+
+
+def test_a_real_check_result_takes_the_fast_path() -> None:
+    at = datetime(2026, 5, 6, 7, 8, 9, tzinfo=UTC)
+    result = CheckResult(
+        target="t", url="https://x/", method="GET", started_at=at, ok=True, status_code=200,
+        reason=None, error=None, content_match=None,
+        dns_ms=1.5, connect_ms=2.0, tls_ms=3.0, ttfb_ms=4.0, total_ms=10.5,
+        cert_expires_at=at + timedelta(days=30), resolved_ip="192.0.2.1",
+    )  # fmt: skip
+    payload = orjson.loads(orjson.dumps(result.to_payload()))
+    assert (fast := _check_row_at_once(payload)) is not None
+    assert fast == _check_row(payload)
