@@ -50,6 +50,8 @@ log = logging.getLogger("metrictui.sink")
 # back empty: after this long without a message, a metadata request tells "nothing to read"
 # apart from "Kafka is away or refuses us".
 KAFKA_IDLE_CHECK_S = 5.0
+# Messages in a batch fetched while the pipeline is empty (see Sink._batch_size).
+FIRST_BATCH_MAX = 500
 
 
 class Sink:
@@ -180,7 +182,7 @@ class Sink:
             while not self._stopping.is_set() and self.consumer is not None:
                 try:
                     batch = await self.consumer.getmany(
-                        timeout_ms=flush_ms, max_records=self.config.consumer.batch_max
+                        timeout_ms=flush_ms, max_records=self._batch_size(writing)
                     )
                 except KafkaError as exc:
                     self._kafka_down()
@@ -206,6 +208,13 @@ class Sink:
                 writing.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await writing
+
+    def _batch_size(self, writing: asyncio.Task[None] | None) -> int:
+        """`batch_max`, except while nothing is being written (at start, or after an idle
+        spell): then a small batch, so PostgreSQL starts on it while the next, full batch is
+        decoded, instead of idling through a whole batch's decoding first."""
+        batch_max = self.config.consumer.batch_max
+        return batch_max if writing is not None else min(batch_max, FIRST_BATCH_MAX)
 
     async def _decode(self, batch: dict[TopicPartition, list[object]]) -> Batch:
         """Decode and encode `batch` in a worker thread while the previous batch is written.

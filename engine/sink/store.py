@@ -287,11 +287,9 @@ class Store:
         if not encoded.unknown:
             return
         keys: set[tuple[str, str, str, str, str]] = set()
-        for e in encoded.unknown:
-            shape = e.shape
-            keys.update(
-                zip(repeat(e.agent), repeat(e.host), shape.metrics, shape.labels, shape.units)
-            )
+        # Usually thousands of events of a few dozen (agent, host, shape): each layout once.
+        for agent, host, shape in {(e.agent, e.host, e.shape) for e in encoded.unknown}:
+            keys.update(zip(repeat(agent), repeat(host), shape.metrics, shape.labels, shape.units))
         await self.resolve_series(keys)
         for e in encoded.unknown:
             encoded.samples.setdefault(e.event_id, self._encode_samples(e))
