@@ -15,19 +15,20 @@ and keep the partition moving.
 from __future__ import annotations
 
 import math
+import operator
 import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from itertools import chain, repeat
 from typing import Any
 
 import orjson
 
 from engine.records.check_result import NAME_MAX, ROW_SPECS, TEXT_MAX, FieldSpec, Kind
 from engine.records.heartbeats import HEARTBEAT_VERSION, BadHeartbeat, Heartbeat, parse_heartbeat
+from engine.records.samples import BadSample, Shape, parse_samples, shape_of
 
 SCHEMA_VERSION = "1.0"
 MAJOR = 1
@@ -100,8 +101,27 @@ class MetricsEvent:
     agent: str
     host: str
     observed_at: datetime
-    # (metric, canonical labels JSON, value, unit)
-    samples: list[tuple[str, str, float, str]]
+    shape: Shape
+    """Metric, canonical labels JSON and unit per sample; shared by the events of one shape."""
+    values: tuple[float, ...]
+    """The samples' values, in the shape's order."""
+
+    @classmethod
+    def of(
+        cls,
+        event_id: uuid.UUID,
+        agent: str,
+        host: str,
+        observed_at: datetime,
+        samples: list[tuple[str, str, float, str]],
+    ) -> MetricsEvent:
+        """An event from (metric, canonical labels JSON, value, unit) rows, made in code."""
+        return cls(event_id, agent, host, observed_at, *shape_of(samples))
+
+    @property
+    def samples(self) -> list[tuple[str, str, float, str]]:
+        """(metric, canonical labels JSON, value, unit) per sample (built on each call)."""
+        return self.shape.rows(self.values)
 
 
 @dataclass(slots=True)
@@ -246,9 +266,12 @@ def decode_event(raw: bytes | None, *, now: datetime, max_age: timedelta) -> Eve
     if kind == "metrics":
         # JSON can only carry NUL as the escape \u0000; without one, no string holds NUL.
         nul_free = b"\\u0000" not in raw
-        return MetricsEvent(event_id, agent, host, observed_at, _samples(payload, nul_free))
+        shape, values = _samples(payload, nul_free)
+        return MetricsEvent(event_id, agent, host, observed_at, shape, values)
     if kind == "check":
-        return CheckEvent(event_id, agent, host, observed_at, _check_row(payload))
+        fast = _check_row_at_once(payload) if b"\\u0000" not in raw else None
+        row = fast if fast is not None else _check_row(payload)
+        return CheckEvent(event_id, agent, host, observed_at, row)
     if kind == "heartbeat":
         try:
             beat = parse_heartbeat(payload)
@@ -258,92 +281,14 @@ def decode_event(raw: bytes | None, *, now: datetime, max_age: timedelta) -> Eve
     raise Invalid(f"unknown_type: {kind[:40]}")
 
 
-def _samples(payload: Mapping[str, Any], nul_free: bool) -> list[tuple[str, str, float, str]]:
+def _samples(payload: Mapping[str, Any], nul_free: bool) -> tuple[Shape, tuple[float, ...]]:
     items = payload.get("samples")
     if not isinstance(items, list):
         raise Invalid("wrong_shape: payload.samples must be a list")
-    if nul_free and (fast := _samples_at_once(items)) is not None:
-        return fast
-    out: list[tuple[str, str, float, str]] = []
-    for item in items:
-        if not isinstance(item, list) or len(item) != 4:
-            raise Invalid("wrong_shape: a sample must be [metric, labels, value, unit]")
-        metric, labels, value, unit = item
-        if not isinstance(metric, str) or not metric or len(metric) > _NAME_MAX:
-            raise Invalid("wrong_type: sample metric must be a non-empty string")
-        if not isinstance(labels, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
-        ):
-            raise Invalid("wrong_type: sample labels must map strings to strings")
-        if "\x00" in metric or any("\x00" in k or "\x00" in v for k, v in labels.items()):
-            raise Invalid("nul_character: sample metric or labels")
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise Invalid("wrong_type: sample value must be a number")
-        if not math.isfinite(value):
-            raise Invalid("non_finite: sample value")
-        if not isinstance(unit, str) or len(unit) > 40:
-            raise Invalid("wrong_type: sample unit must be a short string")
-        out.append(
-            (metric, orjson.dumps(labels, option=orjson.OPT_SORT_KEYS).decode(), value, unit)
-        )
-    return out
-
-
-_NUMBER_TYPES = frozenset({float, int})
-_SHAPES: dict[bytes, tuple[str, ...]] = {}
-_SHAPES_MAX = 2048
-
-
-def _samples_at_once(items: list[Any]) -> list[tuple[str, str, float, str]] | None:
-    """The same checks as the loop in `_samples`, column by column in C (`map`, `zip`, `set`),
-    for the sink's hot path: several times faster on real metrics events. None if anything is
-    off; the loop then finds the problem and names it. Callers rule out NUL characters."""
-    if not items:
-        return []
-    if set(map(type, items)) != {list} or set(map(len, items)) != {4}:
-        return None
-    metrics, labels, values, units = zip(*items, strict=True)
-    if not set(map(type, values)) <= _NUMBER_TYPES or not all(map(math.isfinite, values)):
-        return None
-    canonical = _canonical_labels(metrics, labels, units)
-    if canonical is None:
-        return None
-    return list(zip(metrics, canonical, values, units, strict=True))
-
-
-def _canonical_labels(
-    metrics: tuple[Any, ...], labels: tuple[Any, ...], units: tuple[Any, ...]
-) -> tuple[str, ...] | None:
-    """Canonical JSON (sorted keys) of each labels object, or None if a metric, labels object
-    or unit is not valid.
-
-    An agent sends the same series tick after tick, only the values change: the answer is
-    cached under the exact JSON of the metrics, labels and units (one orjson call per event
-    instead of one per sample), and a hit means they were all checked before. Bounded: the
-    cache is emptied when full, and a miss only costs the checks and per-sample calls.
-    """
     try:
-        key = orjson.dumps((metrics, labels, units))
-    except TypeError:
-        return None
-    found = _SHAPES.get(key)
-    if found is not None:
-        return found
-    if set(map(type, metrics)) != {str} or set(map(type, units)) != {str}:
-        return None
-    if set(map(type, labels)) != {dict}:
-        return None
-    if not set(map(type, chain.from_iterable(map(dict.values, labels)))) <= {str}:
-        return None  # (JSON object keys are always strings)
-    lengths = list(map(len, metrics))
-    if min(lengths) < 1 or max(lengths) > _NAME_MAX or max(map(len, units)) > 40:
-        return None
-    sort = repeat(orjson.OPT_SORT_KEYS)
-    found = tuple(map(bytes.decode, map(orjson.dumps, labels, repeat(None), sort)))
-    if len(_SHAPES) >= _SHAPES_MAX:
-        _SHAPES.clear()
-    _SHAPES[key] = found
-    return found
+        return parse_samples(items, nul_free)
+    except BadSample as bad:
+        raise Invalid(str(bad)) from None
 
 
 def _opt_time(d: Mapping[str, Any], key: str) -> datetime | None:
@@ -375,3 +320,97 @@ def _check_row(p: Mapping[str, Any]) -> tuple[Any, ...]:
     """A check payload as a `checks` row (CHECK_FIELDS order), each field validated."""
     _bool(p, "ok")  # checked first: a payload that is not a result at all says so
     return tuple(validate(p, spec) for validate, spec in _ROW)
+
+
+# The check fast path: the types each kind of field may have there. Anything else (an int
+# timing, which is valid, or a wrong type, which is not) takes the careful path above.
+_NONE = type(None)
+_FAST_TYPES: dict[Kind, frozenset[type]] = {
+    Kind.TEXT: frozenset({str}),
+    Kind.OPT_TEXT: frozenset({str, _NONE}),
+    Kind.BOOL: frozenset({bool}),
+    Kind.OPT_BOOL: frozenset({bool, _NONE}),
+    Kind.STATUS: frozenset({int, _NONE}),
+    Kind.MS: frozenset({float, _NONE}),
+    Kind.OPT_TIME: frozenset({str, _NONE}),
+}
+_ROW_NAMES = tuple(spec.name for spec in ROW_SPECS)
+
+
+@dataclass(frozen=True, slots=True)
+class _RowPlan:
+    """What is left to check in a check payload once its field types are known to be good:
+    positions in the row of the strings to size (required texts first), numbers to bound and
+    timestamps to parse."""
+
+    sized: tuple[int, ...]
+    limits: tuple[int, ...]
+    required: int
+    status: tuple[int, ...]
+    ms: tuple[int, ...]
+    times: tuple[int, ...]
+
+
+_PLANS: dict[tuple[type, ...], _RowPlan | None] = {}
+_PLANS_MAX = 1024
+
+
+def _row_plan(types: tuple[type, ...]) -> _RowPlan | None:
+    """The plan for payloads whose fields have these types (None: not for the fast path).
+    Cached: results of one agent have a handful of type patterns (which fields are null)."""
+    if types in _PLANS:
+        return _PLANS[types]
+    plan: _RowPlan | None = None
+    if all(t in _FAST_TYPES[spec.kind] for t, spec in zip(types, ROW_SPECS, strict=True)):
+        present = [
+            (i, spec)
+            for i, (t, spec) in enumerate(zip(types, ROW_SPECS, strict=True))
+            if t is not _NONE
+        ]
+        required = [(i, s) for i, s in present if s.kind is Kind.TEXT]
+        optional = [(i, s) for i, s in present if s.kind is Kind.OPT_TEXT]
+        plan = _RowPlan(
+            sized=tuple(i for i, _ in required + optional),
+            limits=tuple(s.limit for _, s in required + optional),
+            required=len(required),
+            status=tuple(i for i, s in present if s.kind is Kind.STATUS),
+            ms=tuple(i for i, s in present if s.kind is Kind.MS),
+            times=tuple(i for i, s in present if s.kind is Kind.OPT_TIME),
+        )
+    if len(_PLANS) >= _PLANS_MAX:
+        _PLANS.clear()
+    _PLANS[types] = plan
+    return plan
+
+
+def _check_row_at_once(p: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """`_check_row` for the sink's hot path: the fields fetched and typed with C-level `map`,
+    the rest checked per kind from a cached plan, so no validator runs per field. None when
+    anything is off (the careful path then names it); callers rule out NUL characters.
+
+    A check event is one row against a metrics event's 63, yet per field validation made
+    check events cost the sink as much as the metrics."""
+    values: tuple[Any, ...] = tuple(map(p.get, _ROW_NAMES))
+    plan = _row_plan(tuple(map(type, values)))
+    if plan is None:
+        return None
+    get = values.__getitem__
+    lengths = tuple(map(len, map(get, plan.sized)))
+    if not all(map(operator.le, lengths, plan.limits)) or not all(lengths[: plan.required]):
+        return None
+    if plan.ms:
+        ms = tuple(map(get, plan.ms))
+        if not all(map(math.isfinite, ms)) or max(map(abs, ms)) > _REAL_MAX:
+            return None
+    for i in plan.status:
+        if not 0 <= values[i] <= 999:
+            return None
+    if not plan.times:
+        return values
+    row = list(values)
+    try:
+        for i in plan.times:
+            row[i] = _timestamp(values[i], _ROW_NAMES[i])
+    except Invalid:
+        return None
+    return tuple(row)

@@ -32,7 +32,7 @@ from engine.db.pg_errors import (
     postgres_problem,
     rejects_content,
 )
-from engine.envelope import CheckEvent, MetricsEvent
+from engine.envelope import CheckEvent, HeartbeatEvent, MetricsEvent
 from engine.errors import ConfigError, ConnectError
 from engine.kafka.settings import client_kwargs, describe_kafka_error
 from engine.kafka.watch import SettingsWatch
@@ -50,6 +50,8 @@ log = logging.getLogger("metrictui.sink")
 # back empty: after this long without a message, a metadata request tells "nothing to read"
 # apart from "Kafka is away or refuses us".
 KAFKA_IDLE_CHECK_S = 5.0
+# Messages in a batch fetched while the pipeline is empty (see Sink._batch_size).
+FIRST_BATCH_MAX = 500
 
 
 class Sink:
@@ -180,7 +182,7 @@ class Sink:
             while not self._stopping.is_set() and self.consumer is not None:
                 try:
                     batch = await self.consumer.getmany(
-                        timeout_ms=flush_ms, max_records=self.config.consumer.batch_max
+                        timeout_ms=flush_ms, max_records=self._batch_size(writing)
                     )
                 except KafkaError as exc:
                     self._kafka_down()
@@ -189,7 +191,7 @@ class Sink:
                     continue
                 if batch:
                     self._kafka_up()
-                    decoded = self._decode(batch)  # while the previous batch is written
+                    decoded = await self._decode(batch)  # while the previous batch is written
                     if writing is not None:
                         await writing
                     writing = asyncio.create_task(self._store(decoded), name="sink-write")
@@ -207,14 +209,40 @@ class Sink:
                 with contextlib.suppress(asyncio.CancelledError):
                     await writing
 
-    def _decode(self, batch: dict[TopicPartition, list[object]]) -> Batch:
-        metrics, checks, dead, offsets = decode_messages(batch, self.max_age, self.fleet.pending)
+    def _batch_size(self, writing: asyncio.Task[None] | None) -> int:
+        """`batch_max`, except while nothing is being written (at start, or after an idle
+        spell): then a small batch, so PostgreSQL starts on it while the next, full batch is
+        decoded, instead of idling through a whole batch's decoding first."""
+        batch_max = self.config.consumer.batch_max
+        return batch_max if writing is not None else min(batch_max, FIRST_BATCH_MAX)
+
+    async def _decode(self, batch: dict[TopicPartition, list[object]]) -> Batch:
+        """Decode and encode `batch` in a worker thread while the previous batch is written.
+
+        The work is pure CPU and takes a good part of a second for a full batch. Done on the
+        event loop, it held up the write in flight at each of its round trips (savepoint,
+        three COPYs, commit), so PostgreSQL idled while Python decoded and the two rarely ran
+        at the same time. From a thread, the GIL's switch interval hands the loop its turn
+        within milliseconds. Only this thread writes the store's caches meanwhile; the loop
+        thread's series resolution adds entries, which a dict takes safely under the GIL."""
         self.stats.consumed.total += sum(map(len, batch.values()))
         first = {tp: msgs[0].offset for tp, msgs in batch.items() if msgs}  # type: ignore[attr-defined]
         self._unwritten.append(first)
         self._pending = oldest_first(self._unwritten)
-        encoded = self.store.encode(metrics, checks)
+        beats: list[HeartbeatEvent] = []
+        metrics, checks, dead, offsets, encoded = await asyncio.to_thread(
+            self._decode_in_thread, batch, beats
+        )
+        self.fleet.pending.extend(beats)  # on the loop: the write in flight reads this list
         return Batch(metrics, checks, dead, offsets, first, encoded)
+
+    def _decode_in_thread(
+        self, batch: dict[TopicPartition, list[object]], beats: list[HeartbeatEvent]
+    ) -> tuple[
+        list[MetricsEvent], list[CheckEvent], list[DeadLetter], dict[TopicPartition, int], Encoded
+    ]:
+        metrics, checks, dead, offsets = decode_messages(batch, self.max_age, beats)
+        return metrics, checks, dead, offsets, self.store.encode(metrics, checks)
 
     async def _store(self, batch: Batch) -> None:
         """Write one decoded batch, then commit its offsets (never before its rows are in)."""

@@ -21,17 +21,19 @@ from psycopg import sql
 
 from engine.envelope import CheckEvent, MetricsEvent
 from engine.records.check_result import CHECK_FIELDS
+from engine.records.samples import Shape
 from engine.sink.copy_rows import (
     COPY_SIGNATURE,
     COPY_TRAILER,
+    SampleRows,
     check_copy_row,
     event_copy_row,
     pg_micros,
-    sample_rows,
 )
 
 _PARTITIONED = ("events", "samples", "checks")
 _PARTITION_LOCK = 0x6D747570
+_SHAPES_MAX = 4096
 
 
 def first_of_each(events: Iterable[Any], ids: set[uuid.UUID]) -> list[Any]:
@@ -86,6 +88,8 @@ class Store:
     schema: str
     conn: psycopg.AsyncConnection[Any] | None = None
     _series: dict[tuple[str, str, str, str, str], int] = field(default_factory=dict)
+    _shapes: dict[tuple[str, str, Shape], SampleRows] = field(default_factory=dict)
+    """Per (agent, host, shape), its series ids made into COPY rows: one lookup per event."""
     _partitions: set[tuple[str, date]] = field(default_factory=set)
 
     async def connect(self, timeout: float = 10.0) -> None:
@@ -283,9 +287,9 @@ class Store:
         if not encoded.unknown:
             return
         keys: set[tuple[str, str, str, str, str]] = set()
-        for e in encoded.unknown:
-            metrics, labels, _, units = zip(*e.samples, strict=True)
-            keys.update(zip(repeat(e.agent), repeat(e.host), metrics, labels, units))
+        # Usually thousands of events of a few dozen (agent, host, shape): each layout once.
+        for agent, host, shape in {(e.agent, e.host, e.shape) for e in encoded.unknown}:
+            keys.update(zip(repeat(agent), repeat(host), shape.metrics, shape.labels, shape.units))
         await self.resolve_series(keys)
         for e in encoded.unknown:
             encoded.samples.setdefault(e.event_id, self._encode_samples(e))
@@ -294,13 +298,17 @@ class Store:
     def _encode_samples(self, e: MetricsEvent) -> bytes:
         """Binary COPY rows (ts, series_id, value) of one event; KeyError for an unknown series.
 
-        Column-wise with `map`/`zip`, so no Python bytecode runs per row."""
-        if not e.samples:
-            return b""
-        metrics, labels, values, units = zip(*e.samples, strict=True)
-        keys = zip(repeat(e.agent), repeat(e.host), metrics, labels, units)
-        ids = list(map(self._series.__getitem__, keys))
-        return sample_rows(pg_micros(e.observed_at), ids, values)
+        The series ids are looked up once per (agent, host, shape), not per row."""
+        key = (e.agent, e.host, e.shape)
+        rows = self._shapes.get(key)
+        if rows is None:
+            shape = e.shape
+            keys = zip(repeat(e.agent), repeat(e.host), shape.metrics, shape.labels, shape.units)
+            rows = SampleRows(list(map(self._series.__getitem__, keys)))
+            if len(self._shapes) >= _SHAPES_MAX:
+                self._shapes.clear()
+            self._shapes[key] = rows
+        return rows.pack(pg_micros(e.observed_at), e.values)
 
     async def _copy_samples(
         self, events: Sequence[MetricsEvent], rows: Mapping[uuid.UUID, bytes]
@@ -311,7 +319,7 @@ class Store:
             copy_sql = sql.SQL("COPY {} (ts, series_id, value) FROM STDIN (FORMAT BINARY)")
             async with cur.copy(copy_sql.format(self._t("samples"))) as copy:
                 await copy.write(data)
-        return sum(len(e.samples) for e in events)
+        return sum(len(e.values) for e in events)
 
     async def _copy_checks(
         self, events: Sequence[CheckEvent], rows: Mapping[uuid.UUID, bytes]

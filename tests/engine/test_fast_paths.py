@@ -25,15 +25,16 @@ from engine.envelope import (
     CheckEvent,
     Invalid,
     MetricsEvent,
-    _samples,
-    _samples_at_once,
+    _check_row,
+    _check_row_at_once,
     decode_event,
     encode_event,
     metrics_payload,
     new_event_id,
 )
 from engine.kafka.producer_parts import KeyPartitioner
-from engine.records.check_result import CHECK_FIELDS
+from engine.records.check_result import CHECK_FIELDS, CheckResult
+from engine.records.samples import BadSample, Shape, _samples_one_by_one, samples_at_once
 from engine.sink.store import Store
 from helpers.stack import Pipeline
 
@@ -46,14 +47,32 @@ sample = st.tuples(names, labels, values, st.text(max_size=6).filter(lambda s: "
 @settings(max_examples=300, deadline=None)
 @given(st.lists(sample.map(list), max_size=20))
 def test_samples_at_once_equals_the_per_sample_loop(items: list[list[Any]]) -> None:
-    assert _samples_at_once(items) == _samples({"samples": items}, False)
+    assert _rows(samples_at_once(items)) == _rows(_samples_one_by_one(items))
+
+
+def _rows(parsed: tuple[Shape, tuple[float, ...]] | None) -> list[tuple[str, str, float, str]]:
+    assert parsed is not None
+    shape, values = parsed
+    return shape.rows(values)
+
+
+def test_events_of_one_shape_share_one_shape_object() -> None:
+    """The store keys its series-id vectors on the shape object: the decoder must hand the
+    same one for the same layout, whatever the values, and another for another layout."""
+    items = [["cpu.percent", {"cpu": "total"}, 1.5, "%"], ["load.1m", {}, 2, ""]]
+    again = [["cpu.percent", {"cpu": "total"}, 9.0, "%"], ["load.1m", {}, 0.25, ""]]
+    other = [["cpu.percent", {"cpu": "0"}, 1.5, "%"], ["load.1m", {}, 2, ""]]
+    first, second, third = (samples_at_once(x) for x in (items, again, other))
+    assert first is not None and second is not None and third is not None
+    assert first[0] is second[0] and first[0] is not third[0]
+    assert second[1] == (9.0, 0.25)
 
 
 def test_a_real_collection_takes_the_fast_path() -> None:
     collector = HostCollector(COLLECTOR_NAMES)
     collector.collect()
     items = orjson.loads(orjson.dumps(metrics_payload(collector.collect())))["samples"]
-    assert items and _samples_at_once(items) == _samples({"samples": items}, False)
+    assert items and _rows(samples_at_once(items)) == _rows(_samples_one_by_one(items))
 
 
 BAD_SAMPLES: dict[str, list[Any]] = {
@@ -75,9 +94,9 @@ BAD_SAMPLES: dict[str, list[Any]] = {
 @pytest.mark.parametrize("case", sorted(BAD_SAMPLES))
 def test_samples_at_once_leaves_every_bad_sample_to_the_loop(case: str) -> None:
     items = BAD_SAMPLES[case]
-    assert _samples_at_once(items) is None
-    with pytest.raises(Invalid):
-        _samples({"samples": items}, False)
+    assert samples_at_once(items) is None
+    with pytest.raises(BadSample):
+        _samples_one_by_one(items)
 
 
 def test_a_nul_escape_takes_the_careful_path_and_is_rejected() -> None:
@@ -96,7 +115,7 @@ def test_a_nul_escape_takes_the_careful_path_and_is_rejected() -> None:
 
 
 def _event(at: datetime, samples: list[tuple[str, str, float, str]]) -> MetricsEvent:
-    return MetricsEvent(uuid.uuid4(), "agent-1", "host-1", at, samples)
+    return MetricsEvent.of(uuid.uuid4(), "agent-1", "host-1", at, samples)
 
 
 async def test_binary_copy_rows_read_back_exactly(pipeline: Pipeline) -> None:
@@ -231,3 +250,58 @@ async def test_a_replayed_batch_mixing_old_and_new_events_stores_only_the_new(
     values = sorted(v for (v,) in pipeline.query("SELECT value FROM samples_v"))
     assert values == [0.0, 1.0, 2.0, 10.0, 11.0]
     assert pipeline.query("SELECT count(*) FROM events") == [(5,)]
+
+
+_texts = st.one_of(st.none(), st.text(max_size=3), st.text(min_size=99, max_size=102), st.just(""))
+_numbers = st.one_of(
+    st.none(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(min_value=3.0e38, max_value=1e39),
+    st.integers(-5, 2000),
+    st.booleans(),
+)
+_check_payloads = st.fixed_dictionaries(
+    {
+        "target": _texts,
+        "url": _texts,
+        "method": st.one_of(_texts, st.just("GET")),
+        "ok": st.one_of(st.booleans(), st.none(), st.just(1)),
+        "status_code": _numbers,
+        "reason": _texts,
+        "error": _texts,
+        "dns_ms": _numbers,
+        "total_ms": _numbers,
+        "content_match": st.one_of(st.booleans(), st.none(), st.just("yes")),
+        "cert_expires_at": st.one_of(
+            st.none(), st.just("2027-01-01T00:00:00+00:00"), st.just("2027-01-01"), st.just("x")
+        ),
+        "location": _texts,
+    }
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_check_payloads)
+def test_check_row_at_once_equals_the_careful_path(payload: dict[str, Any]) -> None:
+    """The fast path gives exactly the careful path's row, or steps aside (None) and leaves
+    the careful path to accept or name the problem."""
+    fast = _check_row_at_once(payload)
+    try:
+        careful = _check_row(payload)
+    except Invalid:
+        assert fast is None
+        return
+    assert fast is None or fast == careful
+
+
+def test_a_real_check_result_takes_the_fast_path() -> None:
+    at = datetime(2026, 5, 6, 7, 8, 9, tzinfo=UTC)
+    result = CheckResult(
+        target="t", url="https://x/", method="GET", started_at=at, ok=True, status_code=200,
+        reason=None, error=None, content_match=None,
+        dns_ms=1.5, connect_ms=2.0, tls_ms=3.0, ttfb_ms=4.0, total_ms=10.5,
+        cert_expires_at=at + timedelta(days=30), resolved_ip="192.0.2.1",
+    )  # fmt: skip
+    payload = orjson.loads(orjson.dumps(result.to_payload()))
+    assert (fast := _check_row_at_once(payload)) is not None
+    assert fast == _check_row(payload)

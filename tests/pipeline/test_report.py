@@ -62,7 +62,7 @@ _check = check_event
 def _metrics(agent: str, at: datetime, cpu: float, memory: float) -> MetricsEvent:
     total = orjson.dumps({"cpu": "total"}).decode()
     samples = [("cpu.percent", total, cpu, "%"), ("memory.percent", "{}", memory, "%")]
-    return MetricsEvent(uuid.uuid4(), agent, "host-1", at, samples)
+    return MetricsEvent.of(uuid.uuid4(), agent, "host-1", at, samples)
 
 
 async def _seed(p: Pipeline) -> None:

@@ -42,7 +42,7 @@ def test_only_days_that_ended_before_the_cutoff_expire() -> None:
 
 
 def _events(agent: str, at: datetime) -> tuple[MetricsEvent, CheckEvent]:
-    metrics = MetricsEvent(
+    metrics = MetricsEvent.of(
         uuid.uuid4(), agent, "h", at, [("memory.percent", orjson.dumps({}).decode(), 50.0, "%")]
     )
     values: dict[str, Any] = dict.fromkeys(CHECK_FIELDS)

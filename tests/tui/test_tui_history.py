@@ -43,7 +43,7 @@ def _metrics(agent: str, at: datetime, cpu: float, memory: float) -> MetricsEven
         ("cpu.percent", orjson.dumps({"cpu": "0"}).decode(), 99.0, "%"),
         ("memory.percent", "{}", memory, "%"),
     ]
-    return MetricsEvent(uuid.uuid4(), agent, "host-1", at, samples)
+    return MetricsEvent.of(uuid.uuid4(), agent, "host-1", at, samples)
 
 
 @pytest.fixture
