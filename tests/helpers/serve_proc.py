@@ -34,7 +34,11 @@ class Serve:
         return [k for k in kids if _alive(k)]
 
     def fds(self) -> int:
-        return int(psutil.Process(self.proc.pid).num_fds())
+        """Open descriptors other than TCP sockets. A tab's process leaves pipes and a pty
+        behind if it leaks; the browser's own connections (keep-alive HTTP, a websocket still
+        closing) come and go on their own timers and would only add noise."""
+        proc = psutil.Process(self.proc.pid)
+        return int(proc.num_fds()) - len(proc.net_connections(kind="tcp"))
 
     def stop(self) -> int:
         if self.proc.poll() is None:
