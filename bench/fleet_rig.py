@@ -1,6 +1,7 @@
 """A real fleet on the local stack: N agent processes, one sink process, PostgreSQL as judge.
 
-Used by the fleet tests (tests/test_fleet*.py) and by `make bench` (bench/fleet_parts.py).
+Used by the fleet tests (tests/fleet/, tests/faults/) and by `make bench` (bench/fleet_parts.py,
+bench/fleet_scale.py).
 Each agent is `metrictui --headless --role producer` with `targets_source = "kafka"`; the
 sink is `--role consumer`. Nothing is mocked: the agents form a real Kafka consumer group.
 Every figure is read back from `checks_v` / `agents_v` (check start times, agents' names).
