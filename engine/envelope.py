@@ -28,6 +28,7 @@ import orjson
 
 from engine.records.check_result import NAME_MAX, ROW_SPECS, TEXT_MAX, FieldSpec, Kind
 from engine.records.heartbeats import HEARTBEAT_VERSION, BadHeartbeat, Heartbeat, parse_heartbeat
+from engine.records.row_plan import ROW_NAMES, row_plan
 from engine.records.samples import BadSample, Shape, parse_samples, shape_of
 
 SCHEMA_VERSION = "1.0"
@@ -322,67 +323,6 @@ def _check_row(p: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple(validate(p, spec) for validate, spec in _ROW)
 
 
-# The check fast path: the types each kind of field may have there. Anything else (an int
-# timing, which is valid, or a wrong type, which is not) takes the careful path above.
-_NONE = type(None)
-_FAST_TYPES: dict[Kind, frozenset[type]] = {
-    Kind.TEXT: frozenset({str}),
-    Kind.OPT_TEXT: frozenset({str, _NONE}),
-    Kind.BOOL: frozenset({bool}),
-    Kind.OPT_BOOL: frozenset({bool, _NONE}),
-    Kind.STATUS: frozenset({int, _NONE}),
-    Kind.MS: frozenset({float, _NONE}),
-    Kind.OPT_TIME: frozenset({str, _NONE}),
-}
-_ROW_NAMES = tuple(spec.name for spec in ROW_SPECS)
-
-
-@dataclass(frozen=True, slots=True)
-class _RowPlan:
-    """What is left to check in a check payload once its field types are known to be good:
-    positions in the row of the strings to size (required texts first), numbers to bound and
-    timestamps to parse."""
-
-    sized: tuple[int, ...]
-    limits: tuple[int, ...]
-    required: int
-    status: tuple[int, ...]
-    ms: tuple[int, ...]
-    times: tuple[int, ...]
-
-
-_PLANS: dict[tuple[type, ...], _RowPlan | None] = {}
-_PLANS_MAX = 1024
-
-
-def _row_plan(types: tuple[type, ...]) -> _RowPlan | None:
-    """The plan for payloads whose fields have these types (None: not for the fast path).
-    Cached: results of one agent have a handful of type patterns (which fields are null)."""
-    if types in _PLANS:
-        return _PLANS[types]
-    plan: _RowPlan | None = None
-    if all(t in _FAST_TYPES[spec.kind] for t, spec in zip(types, ROW_SPECS, strict=True)):
-        present = [
-            (i, spec)
-            for i, (t, spec) in enumerate(zip(types, ROW_SPECS, strict=True))
-            if t is not _NONE
-        ]
-        required = [(i, s) for i, s in present if s.kind is Kind.TEXT]
-        optional = [(i, s) for i, s in present if s.kind is Kind.OPT_TEXT]
-        plan = _RowPlan(
-            sized=tuple(i for i, _ in required + optional),
-            limits=tuple(s.limit for _, s in required + optional),
-            required=len(required),
-            status=tuple(i for i, s in present if s.kind is Kind.STATUS),
-            ms=tuple(i for i, s in present if s.kind is Kind.MS),
-            times=tuple(i for i, s in present if s.kind is Kind.OPT_TIME),
-        )
-    if len(_PLANS) >= _PLANS_MAX:
-        _PLANS.clear()
-    _PLANS[types] = plan
-    return plan
-
-
 def _check_row_at_once(p: Mapping[str, Any]) -> tuple[Any, ...] | None:
     """`_check_row` for the sink's hot path: the fields fetched and typed with C-level `map`,
     the rest checked per kind from a cached plan, so no validator runs per field. None when
@@ -390,8 +330,8 @@ def _check_row_at_once(p: Mapping[str, Any]) -> tuple[Any, ...] | None:
 
     A check event is one row against a metrics event's 63, yet per field validation made
     check events cost the sink as much as the metrics."""
-    values: tuple[Any, ...] = tuple(map(p.get, _ROW_NAMES))
-    plan = _row_plan(tuple(map(type, values)))
+    values: tuple[Any, ...] = tuple(map(p.get, ROW_NAMES))
+    plan = row_plan(tuple(map(type, values)))
     if plan is None:
         return None
     get = values.__getitem__
@@ -410,7 +350,7 @@ def _check_row_at_once(p: Mapping[str, Any]) -> tuple[Any, ...] | None:
     row = list(values)
     try:
         for i in plan.times:
-            row[i] = _timestamp(values[i], _ROW_NAMES[i])
+            row[i] = _timestamp(values[i], ROW_NAMES[i])
     except Invalid:
         return None
     return tuple(row)

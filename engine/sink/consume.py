@@ -39,6 +39,7 @@ from engine.kafka.watch import SettingsWatch
 from engine.sink.agents import HeartbeatKeeper
 from engine.sink.decode import Batch, decode_messages, oldest_first
 from engine.sink.offsets import adopt_orphaned_commits, partition_lag
+from engine.sink.poison import write_one_by_one
 from engine.sink.store import DeadLetter, Encoded, Store, WriteResult
 from engine.stats import ConnState, Stats
 
@@ -282,7 +283,7 @@ class Sink:
             except psycopg.Error as exc:
                 if not rejects_content(exc):
                     raise
-                return await self._write_one_by_one(metrics, checks, dead, exc)
+                return await write_one_by_one(self.store, metrics, checks, dead, exc)
 
         return await self._until_stored(write)
 
@@ -324,49 +325,6 @@ class Sink:
             log.warning("%s; retrying the batch", line)
             self.stats.error("postgres", line)
             self._write_error = line
-
-    async def _write_one_by_one(
-        self,
-        metrics: list[MetricsEvent],
-        checks: list[CheckEvent],
-        dead: list[DeadLetter],
-        first_error: psycopg.Error,
-    ) -> WriteResult:
-        """Isolate events the database rejects (poison) so the rest of the batch lands.
-
-        An error that is not about an event's content propagates: the whole batch is retried.
-        """
-        log.warning(
-            "batch rejected by PostgreSQL (%s); writing event by event",
-            postgres_error_line(first_error),
-        )
-        total = WriteResult()
-        rejected: list[DeadLetter] = []
-        events: list[MetricsEvent | CheckEvent] = [*metrics, *checks]
-        for event in events:
-            try:
-                r = await self.store.write_batch(
-                    [event] if isinstance(event, MetricsEvent) else [],
-                    [event] if isinstance(event, CheckEvent) else [],
-                    [],
-                )
-            except psycopg.Error as exc:
-                if not rejects_content(exc):
-                    raise
-                reason = f"db_rejected: {getattr(exc, 'sqlstate', None) or type(exc).__name__}"
-                rejected.append(DeadLetter("(sink)", -1, -1, reason, str(event.event_id).encode()))
-                continue
-            total.events += r.events
-            total.rows += r.rows
-            total.duplicates += r.duplicates
-            if r.newest_observed_at and (
-                total.newest_observed_at is None or r.newest_observed_at > total.newest_observed_at
-            ):
-                total.newest_observed_at = r.newest_observed_at
-        if dead or rejected:
-            r = await self.store.write_batch([], [], [*dead, *rejected])
-            total.dead_letters = r.dead_letters + len(rejected)
-        return total
 
     def _account(self, result: WriteResult) -> None:
         s = self.stats
