@@ -148,7 +148,7 @@ class Engine:
                 )
                 log.info("checking websites in %d worker processes", workers)
             else:
-                self.checker = Checker(body_max_bytes=body_max)
+                self.checker = Checker(body_max_bytes=body_max, location=cfg.agent.location)
                 await self.checker.start()
                 concurrency = cfg.agent.check_concurrency
                 self.scheduler = CheckScheduler(
@@ -267,8 +267,7 @@ class Engine:
         if target is None:
             return  # deleted while the check ran
         value = event
-        if value is None:  # checked in this process: the result learns where, as in a worker
-            result = replace(result, location=self.config.agent.location)
+        if value is None:  # checked in this process
             value = encode_event(
                 "check", self.agent, self.host, result.started_at, result.to_payload()
             )

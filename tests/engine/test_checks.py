@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import pytest
+import uvloop
 
 from engine.agent.checks.checker import REASONS, Checker, squash_line
 from engine.records.check_result import RESULT_FIELDS, CheckResult
@@ -354,6 +355,86 @@ async def test_error_text_is_one_line_and_capped() -> None:
     assert len(text) == 300
     assert "\n" not in text and "\r" not in text and "\x1b" not in text and "\x00" not in text
     assert text.startswith("line one line two\ufffd[31m red\ufffd")
+
+
+async def test_a_gzip_body_is_decoded_before_the_regex(sites: LocalSites) -> None:
+    result = await check(Target(name="t", url=sites.http_url("/gzip"), regex="all good"))
+
+    assert result.ok, result.error
+    assert result.content_match is True
+
+
+async def test_a_body_that_is_not_the_gzip_it_claims_is_invalid_response(
+    sites: LocalSites,
+) -> None:
+    result = await check(Target(name="t", url=sites.scripted_url("bad-gzip"), regex="x"))
+
+    assert_failed(result, "invalid_response")
+    assert "gzip" in (result.error or "")
+
+
+async def test_head_ends_at_the_headers_although_a_length_is_announced(sites: LocalSites) -> None:
+    result = await check(Target(name="t", url=sites.http_url("/"), method="HEAD", timeout=2))
+
+    assert result.ok, result.error
+    assert (result.status_code, result.total_ms is not None) == (200, True)
+    assert result.total_ms is not None and result.total_ms < 1000  # not waiting for a body
+
+
+async def test_see_other_after_a_post_is_followed_with_get(sites: LocalSites) -> None:
+    result = await check(
+        Target(name="t", url=sites.http_url("/see-other"), method="POST", regex="^GET$")
+    )
+
+    assert result.ok, result.error
+    assert result.content_match is True
+
+
+async def test_a_body_that_ends_with_the_connection_is_read(sites: LocalSites) -> None:
+    result = await check(Target(name="t", url=sites.scripted_url("until-close"), regex="all good"))
+
+    assert result.ok, result.error
+    assert result.content_match is True
+
+
+async def test_interim_responses_are_skipped_for_the_final_one(sites: LocalSites) -> None:
+    result = await check(Target(name="t", url=sites.scripted_url("interim"), regex="all good$"))
+
+    assert result.ok, result.error
+    assert (result.status_code, result.content_match) == (200, True)
+
+
+async def test_a_body_cut_short_is_invalid_response(sites: LocalSites) -> None:
+    result = await check(Target(name="t", url=sites.scripted_url("cut-short")))
+
+    assert_failed(result, "invalid_response")
+    assert "before a complete response" in (result.error or "")
+    assert result.status_code == 200
+
+
+async def test_headers_that_never_end_are_invalid_response(sites: LocalSites) -> None:
+    result = await check(Target(name="t", url=sites.scripted_url("header-flood")))
+
+    assert_failed(result, "invalid_response")
+    assert "headers longer than" in (result.error or "")
+
+
+def test_checks_on_uvloop_as_in_the_worker_processes(sites: LocalSites) -> None:
+    """The workers run the checker on uvloop, whose transports are not asyncio's classes."""
+
+    async def both() -> tuple[CheckResult, CheckResult]:
+        async with running_checker() as checker:
+            plain = await checker.check(Target(name="h", url=sites.http_url("/"), regex="good"))
+            tls = await checker.check(
+                Target(name="s", url=sites.https_url("/"), ca_file=str(sites.ca_file))
+            )
+        return plain, tls
+
+    plain, tls = uvloop.run(both())
+
+    assert plain.ok and plain.content_match, plain.error
+    assert tls.ok, tls.error
+    assert tls.tls_ms is not None and tls.cert_expires_at == sites.https_cert_expires_at
 
 
 async def test_payload_is_json_ready_with_offset_datetimes(sites: LocalSites) -> None:

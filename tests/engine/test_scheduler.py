@@ -14,10 +14,12 @@ import pytest
 from engine.agent.checks.checker import Checker
 from engine.agent.scheduler import (
     FIRST_RUNS_PER_S,
+    GRID_S,
     PROMPT_S,
     CheckScheduler,
     clock_slot,
     first_run_window,
+    on_grid,
     spread,
 )
 from engine.records.check_result import CheckResult
@@ -155,9 +157,11 @@ async def test_target_runs_at_a_fixed_rate() -> None:
     finally:
         await scheduler.stop()
     slots = collected.slots(checker, "a")
-    # Fixed rate: slot n is first slot + n * interval exactly, no drift accumulates.
+    # Fixed rate: slot n is first slot + n * interval rounded up to the grid, no drift
+    # accumulates (0.25 s is no multiple of the 20 ms grid, so the gaps alternate).
     for n, slot in enumerate(slots):
-        assert slot - slots[0] == pytest.approx(n * 0.25, abs=0.005), slots
+        assert slot == pytest.approx(on_grid(slot - 0.002), abs=0.002), slots
+        assert slot - slots[0] == pytest.approx(n * 0.25, abs=GRID_S + 0.001), slots
     starts = checker.times("a")
     gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
     assert all(gap > 0.1 for gap in gaps), gaps  # never back to back

@@ -20,6 +20,13 @@ Routes served on every HTTP(S) listener (see `LocalSites` for the listeners):
     /endless            200, then 64 KiB chunks forever (chunked, no Content-Length)
     /drip               200, then one byte per second, forever
     /headers            the request headers as JSON (for tests of configured headers)
+    /method             the request's method as text (any method)
+    /see-other          303 to /method (any method)
+    /gzip               `NORMAL_BODY`, gzip-compressed, with Content-Encoding: gzip
+
+A raw TCP listener answers every request with a canned, hand-written reply chosen by the
+request's path (`scripted_url(name)`, names in `SCRIPTS`): HTTP/1.0 bodies that end with the
+connection, interim 1xx responses, headers that never end, bodies cut short.
 
 Pytest: `local_sites` below is a session-scoped fixture; a conftest can register it with
 `from sites import local_sites  # noqa: F401`.
@@ -30,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import gzip
 import ipaddress
 import socket
 import ssl
@@ -50,6 +58,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 __all__ = [
     "GARBAGE",
     "NORMAL_BODY",
+    "SCRIPTS",
     "LocalCA",
     "LocalSites",
     "local_sites",
@@ -64,6 +73,21 @@ NORMAL_BODY = (
 
 GARBAGE = b"SSH-2.0-OpenSSH_9.6 \x00\xff\xfe not http at all\r\n\x01\x02\x03\r\n\r\n"
 """What the non-HTTP service sends to every client before closing."""
+
+SCRIPTS: dict[str, bytes] = {
+    "until-close": b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nstatus: all good",
+    "interim": (
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Length: 16\r\n\r\nstatus: all good"
+    ),
+    "cut-short": b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly a little",
+    "header-flood": b"HTTP/1.1 200 OK\r\n" + b"X-Flood: " + b"a" * 200_000 + b"\r\n\r\n",
+    "bad-gzip": (
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 9\r\n\r\nnot gzip!"
+    ),
+}
+"""Canned replies of the scripted listener, by name (the request path without its slash)."""
 
 _STARTUP_TIMEOUT_S = 10.0
 _CHUNK = b"x" * 65536
@@ -308,6 +332,11 @@ class LocalSites:
     def silent_url(self) -> str:
         return f"http://127.0.0.1:{self._ports['silent']}/"
 
+    def scripted_url(self, name: str) -> str:
+        """URL whose answer is `SCRIPTS[name]`, written as is, then the connection closed."""
+        assert name in SCRIPTS, name
+        return f"http://127.0.0.1:{self._ports['scripted']}/{name}"
+
     @property
     def refused_url(self) -> str:
         return f"http://127.0.0.1:{self._ports['refused']}/"
@@ -364,7 +393,11 @@ class LocalSites:
             sock = _listening_socket()
             self._ports[name] = _port(sock)
             await web.SockSite(self._runner, sock, ssl_context=tls).start()
-        for name, handler in (("garbage", self._garbage), ("silent", self._silent)):
+        for name, handler in (
+            ("garbage", self._garbage),
+            ("silent", self._silent),
+            ("scripted", self._scripted),
+        ):
             sock = _listening_socket()
             self._ports[name] = _port(sock)
             self._tcp_servers.append(await asyncio.start_server(handler, sock=sock))
@@ -402,6 +435,19 @@ class LocalSites:
             writer.close()
             self._tcp_writers.discard(writer)
 
+    async def _scripted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._tcp_writers.add(writer)
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            path = head.split(b" ", 2)[1].decode()
+            writer.write(SCRIPTS.get(path.lstrip("/"), b"HTTP/1.1 404 Not Found\r\n\r\n"))
+            await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError, IndexError):
+            pass
+        finally:
+            writer.close()
+            self._tcp_writers.discard(writer)
+
     # -- HTTP routes --------------------------------------------------------------------------
 
     def _app(self) -> web.Application:
@@ -421,6 +467,9 @@ class LocalSites:
         app.router.add_get("/endless", _endless)
         app.router.add_get("/drip", _drip)
         app.router.add_get("/headers", _headers)
+        app.router.add_route("*", "/method", _method)
+        app.router.add_route("*", "/see-other", _see_other)
+        app.router.add_get("/gzip", _gzip)
         return app
 
 
@@ -488,6 +537,21 @@ async def _drip(request: web.Request) -> web.StreamResponse:
 
 async def _headers(request: web.Request) -> web.Response:
     return web.json_response(dict(request.headers))
+
+
+async def _method(request: web.Request) -> web.Response:
+    return web.Response(text=request.method)
+
+
+async def _see_other(request: web.Request) -> web.Response:
+    raise web.HTTPSeeOther("/method")
+
+
+async def _gzip(request: web.Request) -> web.Response:
+    return web.Response(
+        body=gzip.compress(NORMAL_BODY.encode()),
+        headers={"Content-Encoding": "gzip", "Content-Type": "text/html"},
+    )
 
 
 @pytest.fixture(scope="session")

@@ -1,63 +1,69 @@
 """Website checks: one HTTP(S) request per target, timed phase by phase, never raising.
 
 A check is a *measurement*, so nothing is shared between checks that would hide a phase:
-no keep-alive (`force_close`), no DNS cache, no cookie jar. Every check therefore resolves,
-connects and (for https) handshakes itself, and one target's cookies or broken connection
-can never leak into another target's result.
+no keep-alive, no DNS cache, no cookie jar. Every check resolves, connects and (for https)
+handshakes itself, one phase per await so each is timed exactly, and one target's cookies or
+broken connection can never leak into another target's result. Redirects are followed (each
+hop on its own connection) up to `max_redirects`.
 
-Phase timing lives in engine.agent.checks.timing, failure reasons in engine.agent.checks.reasons.
+The bytes of the exchange live in engine.agent.checks.http1, phase timing in
+engine.agent.checks.timing, failure reasons in engine.agent.checks.reasons.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
 import logging
 import os
+import socket
 import ssl
 import time
 from datetime import UTC, datetime
 
-import aiohttp
 import re2
 from cryptography import x509
-from multidict import CIMultiDict
 from yarl import URL
 
 from engine import __version__
+from engine.agent.checks.http1 import ResponseReader, request_bytes
 from engine.agent.checks.reasons import (
     REASONS,
     CheckFailure,
     Reason,
     classify_error,
     explain_check_error,
+    os_error_text,
     squash_line,
 )
-from engine.agent.checks.timing import (
-    TIMELINE,
-    PooledResolver,
-    TimedConnector,
-    TimedRequest,
-    TimedResponse,
-    Timeline,
-    elapsed_ms,
-)
+from engine.agent.checks.timing import PooledResolver, Timeline, elapsed_ms
 from engine.records.check_result import CheckResult
 from engine.targets import Target
 from engine.targets.regex import compile_regex, regex_error_text
 
 log = logging.getLogger(__name__)
 
-_READ_CHUNK = 65536
 _USER_AGENT = f"metrictui/{__version__} (website check)"
+_SCHEMES = {"http": False, "https": True}
 
 __all__ = ["REASONS", "Checker", "Reason", "squash_line"]
 
 
 @functools.lru_cache(maxsize=16384)
 def _url(text: str) -> URL:
-    """The parsed URL of a target (cached: yarl parsing is a visible part of a check's CPU)."""
+    """The parsed URL of a target (cached: URL parsing is a visible part of a check's CPU)."""
     return URL(text)
+
+
+@functools.lru_cache(maxsize=16384)
+def _ip_family(host: str) -> socket.AddressFamily | None:
+    """The family of an IP literal, None for a name (which must be resolved)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return socket.AF_INET if address.version == 4 else socket.AF_INET6
 
 
 def _cert_expiry(der: bytes | None) -> datetime | None:
@@ -69,55 +75,54 @@ def _cert_expiry(der: bytes | None) -> datetime | None:
         return None
 
 
+def _unverified_context() -> ssl.SSLContext:
+    """TLS without verification (`verify_tls = false`): still TLS, the certificate still read."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class Checker:
-    """Runs checks over one aiohttp session; owns the session, connector and DNS pool.
+    """Runs checks; owns the TLS contexts and the DNS thread pool. Results carry `location`,
+    the fleet location of the agent that checks.
 
     Call `start()` inside the event loop before the first `check()`, and `close()` at the end.
     """
 
-    def __init__(self, *, body_max_bytes: int = 1_048_576, max_redirects: int = 10) -> None:
+    def __init__(
+        self,
+        *,
+        body_max_bytes: int = 1_048_576,
+        max_redirects: int = 10,
+        location: str | None = None,
+    ) -> None:
         self._body_max_bytes = body_max_bytes
+        self._location = location
         self._max_redirects = max_redirects
-        self._session: aiohttp.ClientSession | None = None
         self._resolver: PooledResolver | None = None
+        self._verified = ssl.create_default_context()
+        self._unverified = _unverified_context()
         self._ssl_contexts: dict[str, tuple[tuple[int, int], ssl.SSLContext]] = {}
 
     async def start(self) -> None:
-        """Create the session; checks are bounded by `asyncio.timeout`, not aiohttp timeouts."""
-        if self._session is not None:
-            return
-        self._resolver = PooledResolver()
-        connector = TimedConnector(
-            force_close=True,
-            use_dns_cache=False,
-            limit=0,  # the scheduler's semaphore bounds concurrency
-            resolver=self._resolver,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(total=None, connect=None, sock_connect=None),
-            cookie_jar=aiohttp.DummyCookieJar(),
-            request_class=TimedRequest,
-            response_class=TimedResponse,
-            headers={"User-Agent": _USER_AGENT},
-            trust_env=False,
-        )
+        """Start the resolver's thread pool; checks are bounded by `asyncio.timeout`."""
+        if self._resolver is None:
+            self._resolver = PooledResolver()
 
     async def close(self) -> None:
-        """Close the session and its connections; safe to call twice."""
-        session, self._session = self._session, None
+        """Stop the resolver; safe to call twice."""
         resolver, self._resolver = self._resolver, None
-        if session is not None:
-            await session.close()
-        if resolver is not None:  # aiohttp closes only resolvers it created itself
+        if resolver is not None:
             await resolver.close()
 
     async def check(self, target: Target) -> CheckResult:
         """Check `target` once. Site problems become a result with a reason, never an exception.
 
-        The whole check (DNS, connect, TLS, headers, body) is bounded by `target.timeout`.
+        The whole check (DNS, connect, TLS, headers, body, redirects) is bounded by
+        `target.timeout`.
         """
-        if self._session is None:
+        if self._resolver is None:
             raise RuntimeError("Checker.check() called before start()")
         started_at = datetime.now(UTC)
         began = time.perf_counter()
@@ -125,11 +130,10 @@ class Checker:
         content_match: bool | None = None
         reason: Reason | None = None
         error: str | None = None
-        token = TIMELINE.set(timeline)
         try:
             try:
                 async with asyncio.timeout(target.timeout):
-                    content_match = await self._exchange(self._session, target, timeline)
+                    content_match = await self._exchange(target, timeline)
             except TimeoutError:
                 raise CheckFailure(
                     Reason.TIMEOUT,
@@ -139,13 +143,11 @@ class Checker:
             reason, error = _judge(target, timeline.status, content_match)
         except CheckFailure as failure:
             reason, error = failure.reason, failure.message
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
+        except (OSError, ValueError) as exc:
             reason, error = classify_error(exc), explain_check_error(exc)
-        except Exception as exc:  # a bug or an aiohttp corner case must not kill the scheduler
+        except Exception as exc:  # a bug or a corner case must not kill the scheduler
             log.exception("unexpected failure checking %s", target.name)
             reason, error = Reason.ERROR, explain_check_error(exc)
-        finally:
-            TIMELINE.reset(token)
         return CheckResult(
             target=target.name,
             url=target.url,
@@ -163,12 +165,11 @@ class Checker:
             content_match=content_match,
             cert_expires_at=_cert_expiry(timeline.cert_der),
             resolved_ip=timeline.resolved_ip,
+            location=self._location,
         )
 
-    async def _exchange(
-        self, session: aiohttp.ClientSession, target: Target, timeline: Timeline
-    ) -> bool | None:
-        """Send the request, read the body up to the cap, return whether the regex matched."""
+    async def _exchange(self, target: Target, timeline: Timeline) -> bool | None:
+        """Request, follow redirects, read the last body; return whether the regex matched."""
         regex = None
         if target.regex is not None:
             try:
@@ -178,42 +179,148 @@ class Checker:
                 raise CheckFailure(
                     Reason.ERROR, f"invalid regex {target.regex!r}: {detail}"
                 ) from None
-        async with session.request(
-            target.method,
-            _url(target.url),
-            headers=CIMultiDict(target.headers) if target.headers else None,
-            ssl=self._ssl_for(target),
-            allow_redirects=self._max_redirects > 0,
-            # aiohttp raises on reaching its limit; +1 so `max_redirects` hops are followed.
-            max_redirects=self._max_redirects + 1,
-        ) as response:
-            timeline.status = response.status
-            timeline.stage = "reading the body"
-            body = await self._read_body(response)
+        url, method = _url(target.url), target.method
+        hops = 0
+        while True:
+            reader = await self._connect(target, url, method, timeline)
+            try:
+                timeline.stage = "sending the request"
+                assert reader.transport is not None
+                reader.transport.write(request_bytes(method, url, _USER_AGENT, target.headers))
+                sent = time.perf_counter()
+                timeline.stage = "waiting for the response headers"
+                timeline.status = await reader.headers()
+                timeline.ttfb_ms = elapsed_ms(sent, time.perf_counter())
+                if reader.is_redirect_with_location and self._max_redirects > 0:
+                    timeline.stage = "following a redirect"
+                    response = await reader.body()
+                    assert response.location is not None
+                    if hops >= self._max_redirects:
+                        raise CheckFailure(
+                            Reason.TOO_MANY_REDIRECTS,
+                            f"more than {self._max_redirects} redirects, the last at {url}",
+                        )
+                    url, method = _redirected(url, method, response.status, response.location)
+                    hops += 1
+                    continue
+                timeline.stage = "reading the body"
+                body = (await reader.body()).body
+            finally:
+                reader.close()
             if regex is None:
                 return None
             return regex.search(body.decode("utf-8", errors="replace")) is not None
 
-    async def _read_body(self, response: aiohttp.ClientResponse) -> bytes:
-        limit = self._body_max_bytes
-        too_large = CheckFailure(
-            Reason.BODY_TOO_LARGE, f"response body is larger than {limit} bytes"
+    async def _connect(
+        self, target: Target, url: URL, method: str, timeline: Timeline
+    ) -> ResponseReader:
+        """Resolve, connect and (https) handshake, each phase timed; the connection's reader."""
+        tls = _SCHEMES.get(url.scheme)
+        if tls is None:
+            raise CheckFailure(
+                Reason.ERROR, f"unsupported URL scheme {url.scheme!r} in {url} (use http or https)"
+            )
+        host, port = url.host, url.port
+        if not host or port is None:
+            raise CheckFailure(Reason.ERROR, f"URL {url} has no host")
+        context = self._ssl_for(target) if tls else None
+        addresses = await self._addresses(host, port, timeline)
+        loop = asyncio.get_running_loop()
+        timeline.stage = "connecting"
+        body_max, stop_at_redirect = self._body_max_bytes, self._max_redirects > 0
+        failure: OSError | None = None
+        for family, address in addresses:
+            begun = time.perf_counter()
+            try:
+                _, reader = await loop.create_connection(
+                    lambda: ResponseReader(method, body_max, stop_at_redirect),
+                    address,
+                    port,
+                    family=family,
+                )
+            except OSError as exc:
+                failure = exc
+                continue
+            timeline.add_connect(elapsed_ms(begun, time.perf_counter()))
+            timeline.resolved_ip = address  # the address connected to: no getpeername call
+            if context is not None:
+                await self._handshake(loop, reader, context, host, port, timeline)
+            return reader
+        assert failure is not None
+        raise CheckFailure(
+            Reason.CONNECT_ERROR, f"cannot connect to {host}:{port}: {os_error_text(failure)}"
         )
-        if response.content_length is not None and response.content_length > limit:
-            raise too_large
-        body = bytearray()
-        while chunk := await response.content.read(_READ_CHUNK):
-            body += chunk
-            if len(body) > limit:
-                raise too_large
-        return bytes(body)
 
-    def _ssl_for(self, target: Target) -> ssl.SSLContext | bool:
-        """`False` (no verification), `True` (system CAs) or a context that adds `ca_file`."""
+    async def _addresses(
+        self, host: str, port: int, timeline: Timeline
+    ) -> list[tuple[socket.AddressFamily, str]]:
+        family = _ip_family(host)
+        if family is not None:
+            return [(family, host)]
+        assert self._resolver is not None
+        timeline.stage = "resolving the host name"
+        begun = time.perf_counter()
+        try:
+            found = await self._resolver.resolve(host, port)
+        except socket.gaierror as exc:
+            raise CheckFailure(
+                Reason.DNS_ERROR, f"cannot resolve {host}: {os_error_text(exc)}"
+            ) from None
+        finally:
+            timeline.add_dns(elapsed_ms(begun, time.perf_counter()))
+        if not found:
+            raise CheckFailure(Reason.DNS_ERROR, f"cannot resolve {host}: no IPv4/IPv6 address")
+        return found
+
+    async def _handshake(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        reader: ResponseReader,
+        context: ssl.SSLContext,
+        host: str,
+        port: int,
+        timeline: Timeline,
+    ) -> None:
+        """TLS over the connected socket, timed apart from the connect; keeps the peer's cert."""
+        timeline.stage = "in the TLS handshake"
+        assert reader.transport is not None
+        begun = time.perf_counter()
+        try:
+            transport = await loop.start_tls(
+                reader.transport, reader, context, server_hostname=host
+            )
+        except ssl.SSLCertVerificationError as exc:
+            reader.close()
+            detail = exc.verify_message or str(exc)
+            raise CheckFailure(
+                Reason.TLS_ERROR, f"TLS certificate of {host}:{port} rejected: {detail}"
+            ) from None
+        except (ssl.SSLError, OSError) as exc:
+            reader.close()
+            raise CheckFailure(
+                Reason.TLS_ERROR, f"TLS handshake with {host}:{port} failed: {exc}"
+            ) from None
+        except BaseException:
+            reader.close()
+            raise
+        if transport is None:  # the connection closed during the handshake
+            reader.close()
+            raise CheckFailure(
+                Reason.TLS_ERROR, f"TLS handshake with {host}:{port} failed: connection closed"
+            )
+        timeline.add_tls(elapsed_ms(begun, time.perf_counter()))
+        reader.transport = transport
+        ssl_object = transport.get_extra_info("ssl_object")
+        if isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket):
+            timeline.cert_der = ssl_object.getpeercert(binary_form=True)
+
+    def _ssl_for(self, target: Target) -> ssl.SSLContext:
+        """No verification, the system CAs, or a context that adds `ca_file` (cached until the
+        file changes)."""
         if not target.verify_tls:
-            return False
+            return self._unverified
         if target.ca_file is None:
-            return True
+            return self._verified
         path = target.ca_file
         try:
             st = os.stat(path)
@@ -227,6 +334,24 @@ class Checker:
             raise CheckFailure(Reason.TLS_ERROR, f"cannot load ca_file {path}: {exc}") from None
         self._ssl_contexts[path] = (stamp, context)
         return context
+
+
+def _redirected(url: URL, method: str, status: int, location: str) -> tuple[URL, str]:
+    """Where a redirect leads and with which method (303, and 301/302 after a POST, become
+    GET, as browsers do)."""
+    try:
+        target = url.join(URL(location))
+    except ValueError:
+        raise CheckFailure(
+            Reason.INVALID_RESPONSE, f"redirect to an invalid URL {location!r}"
+        ) from None
+    if target.scheme not in _SCHEMES:
+        raise CheckFailure(
+            Reason.INVALID_RESPONSE, f"redirect to {location!r}, which is not an http(s) URL"
+        )
+    if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
+        method = "GET"
+    return target, method
 
 
 def _judge(

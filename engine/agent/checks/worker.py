@@ -22,7 +22,6 @@ import logging
 import os
 import signal
 import sys
-from dataclasses import replace
 from typing import Any
 
 import uvloop
@@ -104,11 +103,11 @@ async def serve(in_fd: int, out_fd: int) -> None:
             for message in frames.feed(data):
                 if message[0] == SETUP and checker is None:
                     _, agent, host, body_max_bytes, concurrency, location, phase = message
-                    checker = Checker(body_max_bytes=body_max_bytes)
+                    checker = Checker(body_max_bytes=body_max_bytes, location=location)
                     await checker.start()
                     scheduler = CheckScheduler(
                         checker,
-                        _sender(out, agent, host, location),
+                        _sender(out, agent, host),
                         concurrency=concurrency,
                         clock_phase=phase,
                     )
@@ -135,13 +134,12 @@ async def serve(in_fd: int, out_fd: int) -> None:
         out.close()
 
 
-def _sender(out: _Out, agent: str, host: str, location: str) -> Any:
+def _sender(out: _Out, agent: str, host: str) -> Any:
     """The scheduler's result callback: encode the Kafka event here, where the CPU is spare."""
 
     def on_result(result: CheckResult, lateness: float) -> None:
-        located = replace(result, location=location)
-        event = encode_event("check", agent, host, located.started_at, located.to_payload())
-        out.send((RESULT, result_to_wire(located), lateness, event))
+        event = encode_event("check", agent, host, result.started_at, result.to_payload())
+        out.send((RESULT, result_to_wire(result), lateness, event))
 
     return on_result
 
