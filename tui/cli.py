@@ -275,9 +275,11 @@ def run(argv: Sequence[str] | None = None) -> int:
             return serve_command(config, args.listen)
         role = cast(Role, args.role)
         if args.headless:
+            import uvloop
+
             from engine.headless.run import run_headless
 
-            return asyncio.run(run_headless(config, role))
+            return uvloop.run(run_headless(config, role))
         from tui.launch import launch
 
         return launch(config, role)
