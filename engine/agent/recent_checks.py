@@ -17,30 +17,64 @@ MAX_KEPT = 3600
 """At most one outcome a second for an hour: a bound on memory, whatever the interval."""
 
 
-class RecentChecks:
-    """Per target name: (started_at, ok) of its recent checks, oldest first."""
+class _History:
+    """One target's outcomes: the last `RECENT_SHOWN` for the bar, the last hour with a running
+    count of successes for the uptime, so a result costs O(1) however long the hour's list."""
+
+    __slots__ = ("hour", "hour_ok", "recent")
 
     def __init__(self) -> None:
-        self._by_target: dict[str, deque[tuple[datetime, bool]]] = {}
+        self.recent: deque[bool] = deque(maxlen=RECENT_SHOWN)
+        self.hour: deque[tuple[datetime, bool]] = deque()
+        self.hour_ok = 0
+
+    def add(self, at: datetime, ok: bool) -> None:
+        self.recent.append(ok)
+        if len(self.hour) >= MAX_KEPT:
+            self._drop_oldest()
+        self.hour.append((at, ok))
+        self.hour_ok += ok
+
+    def trim(self, now: datetime) -> None:
+        """Forget outcomes older than the uptime window before `now`."""
+        since = now - UPTIME_WINDOW
+        while self.hour and self.hour[0][0] < since:
+            self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        _, ok = self.hour.popleft()
+        self.hour_ok -= ok
+
+
+class RecentChecks:
+    """Per target name: its recent outcomes and its last hour's uptime."""
+
+    def __init__(self) -> None:
+        self._by_target: dict[str, _History] = {}
 
     def record(self, name: str, at: datetime, ok: bool) -> None:
-        ring = self._by_target.setdefault(name, deque(maxlen=MAX_KEPT))
-        ring.append((at, ok))
-        while ring and at - ring[0][0] > UPTIME_WINDOW and len(ring) > RECENT_SHOWN:
-            ring.popleft()
+        history = self._by_target.get(name)
+        if history is None:
+            history = self._by_target[name] = _History()
+        history.add(at, ok)
+        history.trim(at)
 
     def forget(self, name: str) -> None:
         """A deleted (or renamed) target's history goes with it."""
         self._by_target.pop(name, None)
 
     def last(self, name: str, count: int = RECENT_SHOWN) -> tuple[bool, ...]:
-        ring = self._by_target.get(name, ())
-        return tuple(ok for _, ok in list(ring)[-count:])
+        history = self._by_target.get(name)
+        if history is None:
+            return ()
+        return tuple(history.recent)[-count:]
 
     def uptime_pct(self, name: str, now: datetime) -> float | None:
         """Share of successful checks in the last hour, in percent (None without checks)."""
-        since = now - UPTIME_WINDOW
-        outcomes = [ok for at, ok in self._by_target.get(name, ()) if at >= since]
-        if not outcomes:
+        history = self._by_target.get(name)
+        if history is None:
             return None
-        return 100.0 * sum(outcomes) / len(outcomes)
+        history.trim(now)
+        if not history.hour:
+            return None
+        return 100.0 * history.hour_ok / len(history.hour)
