@@ -1,10 +1,11 @@
 """The producer side: send events to Kafka, or to the disk spool while Kafka is away.
 
-`Shipper.submit()` never blocks the collectors or checks. One task sends in batches; when a
-send fails or times out, the unsent events go to the spool and the shipper switches to
-spooling mode: every new event is appended behind them (order is kept) while a recovery task
-reconnects and replays the spool oldest first. Once the spool is empty, events go straight to
-Kafka again. Every await on Kafka is bounded, because aiokafka's idempotent producer can wait
+`Shipper.submit()` never blocks the collectors or checks. One task hands what is queued to
+aiokafka as flights of whole batches (engine/kafka/flights.py), the next while Kafka still
+acknowledges the last; when a send fails or times out, the unconfirmed events go to the spool
+(in submission order) and the shipper switches to spooling mode: every new event is appended
+behind them (order is kept) while a recovery task reconnects and replays the spool oldest
+first. Once the spool is empty, events go straight to Kafka again. Every await on Kafka is bounded, because aiokafka's idempotent producer can wait
 forever on a dead broker; a producer that timed out is thrown away and rebuilt.
 """
 
