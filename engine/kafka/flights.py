@@ -141,7 +141,8 @@ async def _hand_over(
     topics: dict[str, tuple[list[int], list[int]]] = {}
     estimate = DefaultRecordBatchBuilder.estimate_size_in_bytes
     for i, rec in enumerate(flight.records):
-        if len(rec.value) + 1024 > max_size and estimate(rec.key, rec.value, []) > max_size:
+        near_max = len(rec.value) + len(rec.key or b"") + 1024 > max_size  # skips most estimates
+        if near_max and estimate(rec.key, rec.value, []) > max_size:
             flight.too_large.append(i)
             continue
         parts = topics.get(rec.topic)

@@ -5,8 +5,9 @@ aiokafka as flights of whole batches (engine/kafka/flights.py), the next while K
 acknowledges the last; when a send fails or times out, the unconfirmed events go to the spool
 (in submission order) and the shipper switches to spooling mode: every new event is appended
 behind them (order is kept) while a recovery task reconnects and replays the spool oldest
-first. Once the spool is empty, events go straight to Kafka again. Every await on Kafka is bounded, because aiokafka's idempotent producer can wait
-forever on a dead broker; a producer that timed out is thrown away and rebuilt.
+first. Once the spool is empty, events go straight to Kafka again. Every await on Kafka is
+bounded, because aiokafka's idempotent producer can wait forever on a dead broker; a producer
+that timed out is thrown away and rebuilt.
 """
 
 from __future__ import annotations
