@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
@@ -51,15 +50,6 @@ async def abandon_producer(producer: AIOKafkaProducer, timeout: float) -> None:
             await producer.client.close()
     # What stop() would have set first; without it aiokafka warns "Unclosed AIOKafkaProducer".
     producer._closed = True
-
-
-def discard_futures(futures: Sequence[asyncio.Future[object]]) -> None:
-    """Cancel pending send futures and mark failed ones as seen (no 'never retrieved' noise)."""
-    for fut in futures:
-        if not fut.done():
-            fut.cancel()
-        elif not fut.cancelled():
-            fut.exception()
 
 
 def bury_producer(

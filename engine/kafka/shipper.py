@@ -1,11 +1,13 @@
 """The producer side: send events to Kafka, or to the disk spool while Kafka is away.
 
-`Shipper.submit()` never blocks the collectors or checks. One task sends in batches; when a
-send fails or times out, the unsent events go to the spool and the shipper switches to
-spooling mode: every new event is appended behind them (order is kept) while a recovery task
-reconnects and replays the spool oldest first. Once the spool is empty, events go straight to
-Kafka again. Every await on Kafka is bounded, because aiokafka's idempotent producer can wait
-forever on a dead broker; a producer that timed out is thrown away and rebuilt.
+`Shipper.submit()` never blocks the collectors or checks. One task hands what is queued to
+aiokafka as flights of whole batches (engine/kafka/flights.py), the next while Kafka still
+acknowledges the last; when a send fails or times out, the unconfirmed events go to the spool
+(in submission order) and the shipper switches to spooling mode: every new event is appended
+behind them (order is kept) while a recovery task reconnects and replays the spool oldest
+first. Once the spool is empty, events go straight to Kafka again. Every await on Kafka is
+bounded, because aiokafka's idempotent producer can wait forever on a dead broker; a producer
+that timed out is thrown away and rebuilt.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Sequence
 from typing import Literal
 
@@ -22,24 +25,22 @@ from aiokafka.errors import KafkaError
 
 from engine.config import KafkaConfig
 from engine.errors import ConfigError, describe_error
-from engine.kafka.producer_parts import (
-    KeyPartitioner,
-    bury_producer,
-    discard_futures,
-)
+from engine.kafka.flights import Flight, Outcome, launch
+from engine.kafka.producer_parts import KeyPartitioner, bury_producer
 from engine.kafka.reach import reach_cause
 from engine.kafka.settings import client_kwargs, describe_kafka_error
-from engine.kafka.spool import Spool, SpoolError, SpoolRecord, size_text
+from engine.kafka.spool import Spool, SpoolError, SpoolRecord
+from engine.kafka.spool_feed import SpoolFeed
 from engine.kafka.watch import SettingsWatch
 from engine.stats import ConnState, Stats
 
 log = logging.getLogger("metrictui.producer")
 
-# Each send batch waits for its acknowledgements (after linger_ms) before the next one goes
-# out: under a burst, 10,000 records a batch keep that pause rare (2,000 cost a third of the
-# throughput); in steady operation batches are far smaller anyway.
+# Records taken from the queue at once and handed to aiokafka as one flight; the next flight
+# goes out while Kafka still acknowledges the earlier ones (at most FLIGHTS in the air), so a
+# burst never waits for acknowledgements between flights.
 SEND_BATCH = 10_000
-SPOOL_ERROR_EVERY_S = 30.0
+FLIGHTS = 4
 REPLAY_BATCH = 500
 QUEUE_MAX = 100_000
 
@@ -52,21 +53,21 @@ class Shipper:
         self.spool = spool
         self.stats = stats
         self.client_id = client_id
-        self._queue: asyncio.Queue[SpoolRecord] = asyncio.Queue()
+        # A plain deque and one wake-up future: asyncio.Queue's per-record bookkeeping was a
+        # visible part of the producer path's cost.
+        self._queue: deque[SpoolRecord] = deque()
+        self._wakeup: asyncio.Future[None] | None = None
+        self._flights: deque[Flight] = deque()  # handed to aiokafka, oldest first
+        self._partitioner = KeyPartitioner()
+        self._max_request = max(1_048_576, cfg.max_batch_bytes)
         self._producer: AIOKafkaProducer | None = None
         self._spooling = False
         self._stopping = False
         self._sender: asyncio.Task[None] | None = None
         self._recovery: asyncio.Task[None] | None = None
-        self._inflight: list[SpoolRecord] = []
-        self.dropped_total = 0
+        self._inflight: list[SpoolRecord] = []  # taken from the queue, not in a flight yet
         self.send_timeout = max(5.0, cfg.request_timeout_s)
-        self._spool_failing = False  # the last append failed (disk full, unwritable)
-        self._spool_failed_since_log = 0
-        self._dropped_while_failing = 0
-        self._spool_error_logged_at = -SPOOL_ERROR_EVERY_S
-        self._spool_error_logged: str | None = None
-        self._cap_dropped_logged = 0
+        self._feed = SpoolFeed(spool, stats)
         self._abandoned: set[asyncio.Task[None]] = set()
         # Set while the last spooled events are replayed: new events wait in memory behind
         # them instead of going to the spool (under steady load it would never empty).
@@ -84,7 +85,7 @@ class Shipper:
             self.spool.open()
         except SpoolError as exc:  # e.g. spool_dir names a file, or a place we may not write
             raise ConfigError(str(exc)) from None
-        self._sync_spool_stats()
+        self._feed.sync_stats()
         if self.spool.depth:
             log.info("spool holds %d events from an earlier run; replaying", self.spool.depth)
             self._enter_spooling()
@@ -106,7 +107,7 @@ class Shipper:
         deadline = loop.time() + timeout
         if self._sender is not None:
             # Let the sender drain the queue while Kafka answers; then stop it.
-            while (self._inflight or not self._queue.empty()) and loop.time() < deadline - 2:
+            while (self._inflight or self._flights or self._queue) and loop.time() < deadline - 2:
                 await asyncio.sleep(0.05)
             self._sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -115,10 +116,11 @@ class Shipper:
             self._recovery.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._recovery
-        leftovers = self._inflight + self._drain_queue()
+        leftovers = self._unconfirmed(list(self._flights)) + self._inflight + self._drain_queue()
+        self._flights.clear()
         self._inflight = []
         if leftovers:
-            self._to_spool(leftovers)
+            self._feed.put(leftovers)
         await self._close_producer(max(0.5, deadline - loop.time()), dead=self._spooling)
         if self._abandoned:
             _, pending = await asyncio.wait(
@@ -134,15 +136,19 @@ class Shipper:
     def submit(self, topic: str, key: bytes | None, value: bytes) -> None:
         """Queue one event for Kafka. Never blocks; overflow goes to the spool."""
         record = SpoolRecord(topic, key, value)
-        if self._queue.qsize() >= QUEUE_MAX:
-            self._to_spool([record])
+        if len(self._queue) >= QUEUE_MAX:
+            self._feed.put([record])
             self._enter_spooling()
             return
-        self._queue.put_nowait(record)
+        self._queue.append(record)
+        if (wakeup := self._wakeup) is not None:
+            self._wakeup = None
+            if not wakeup.done():
+                wakeup.set_result(None)
 
     @property
     def queued(self) -> int:
-        return self._queue.qsize()
+        return len(self._queue)
 
     # -- internals --------------------------------------------------------------------------
 
@@ -154,8 +160,8 @@ class Shipper:
             compression_type=None if self.cfg.compression == "none" else self.cfg.compression,
             linger_ms=self.cfg.linger_ms,
             max_batch_size=self.cfg.max_batch_bytes,
-            max_request_size=max(1_048_576, self.cfg.max_batch_bytes),
-            partitioner=KeyPartitioner(),
+            max_request_size=self._max_request,
+            partitioner=self._partitioner,
         )
         try:
             async with asyncio.timeout(self.send_timeout):
@@ -192,137 +198,131 @@ class Shipper:
         bury_producer(producer, self.send_timeout + 5, self._abandoned)
 
     def _drain_queue(self) -> list[SpoolRecord]:
-        items: list[SpoolRecord] = []
-        while not self._queue.empty():
-            items.append(self._queue.get_nowait())
+        items = list(self._queue)
+        self._queue.clear()
         return items
 
-    async def _next_batch(self) -> list[SpoolRecord]:
-        first = await self._queue.get()
-        batch = [first]
-        while len(batch) < SEND_BATCH and not self._queue.empty():
-            batch.append(self._queue.get_nowait())
-        return batch
+    async def _records_waiting(self) -> None:
+        """Until the queue holds records, counting flights as Kafka answers them meanwhile."""
+        while not self._queue:
+            await self._land_flights(keep=len(self._flights))
+            if self._queue:
+                return
+            self._wakeup = wakeup = asyncio.get_running_loop().create_future()
+            waits: list[asyncio.Future[object]] = [wakeup]
+            timeout = None
+            if self._flights:
+                head = self._flights[0]
+                waits += [fut for fut, _ in head.batches if not fut.done()]
+                timeout = max(0.0, head.deadline - time.monotonic())
+            try:
+                await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                self._wakeup = None
+                wakeup.cancel()
+
+    def _take_batch(self) -> list[SpoolRecord]:
+        queue = self._queue
+        if len(queue) <= SEND_BATCH:
+            return self._drain_queue()
+        return [queue.popleft() for _ in range(SEND_BATCH)]
 
     async def _send_loop(self) -> None:
+        linger = self.cfg.linger_ms / 1000
         while True:
-            batch = await self._next_batch()
+            await self._records_waiting()
+            if linger and len(self._queue) < SEND_BATCH and not self._flights:
+                await asyncio.sleep(linger)  # let a batch gather, as aiokafka's linger would
             # Kept until placed, so a stop() that cancels us meanwhile can spool it.
-            self._inflight = batch
+            self._inflight = batch = self._take_batch()
             while self._replaying:
                 await self._replay_over.wait()
-            if self._spooling or self._producer is None:
-                self._to_spool(batch)
+            # When spooling, what the flights did not deliver goes to the spool first.
+            await self._land_flights(keep=0 if self._spooling else FLIGHTS - 1)
+            if self._spooling or self._producer is None:  # (a flight may have failed just now)
+                self._feed.put(batch)
                 self._inflight = []
                 continue
-            done = await self._send(batch)
-            unsent = [rec for rec, ok in zip(batch, done, strict=True) if not ok]
-            if unsent:
-                # Only what Kafka did not confirm: per partition that is a tail of the batch
-                # (the idempotent producer acknowledges in order), so order by key is kept,
-                # and nothing delivered is spooled again (and later counted as dropped).
-                self._to_spool(unsent)
-                self._enter_spooling()
+            flight = await launch(
+                self._producer, self._partitioner, batch, self._max_request, self.send_timeout
+            )
+            self._flights.append(flight)
             self._inflight = []
+            if flight.failure is not None:
+                await self._land_flights(keep=0)
+
+    async def _land_flights(self, keep: int) -> None:
+        """Count the flights Kafka has answered, oldest first, waiting for the oldest while
+        more than `keep` are in the air. When one failed, the later ones are settled at once
+        (whatever they got confirmed counts) and every unconfirmed record goes to the spool in
+        submission order: per partition that is a tail (the idempotent producer acknowledges
+        in order), so order by key is kept and nothing delivered is spooled again."""
+        while self._flights:
+            head = self._flights[0]
+            if not head.landed() and time.monotonic() < head.deadline:
+                if len(self._flights) <= keep:
+                    return
+                await head.wait()
+            out = self._count(head)
+            if out.failure is None and all(out.done):
+                self._flights.popleft()
+                continue
+            flights = list(self._flights)
+            self._flights.clear()
+            self._feed.put(self._unconfirmed(flights))  # no await since the count: nothing lost
+            await self._report_failure(out)
+            self._enter_spooling()
+            return
+
+    def _unconfirmed(self, flights: Sequence[Flight]) -> list[SpoolRecord]:
+        """The records of `flights` (counted now if not yet) that Kafka did not confirm."""
+        unsent: list[SpoolRecord] = []
+        for flight in flights:
+            done = self._count(flight).done
+            unsent += [rec for rec, ok in zip(flight.records, done, strict=True) if not ok]
+        return unsent
+
+    def _count(self, flight: Flight) -> Outcome:
+        """Settle `flight` and count it, once: later calls return the same outcome."""
+        if flight.outcome is not None:
+            return flight.outcome
+        out = flight.settle()
+        self.stats.produced.total += out.produced
+        for lost, error in out.rejected:
+            # A permanent rejection (e.g. message too large): the events cannot ever be
+            # delivered; count them as dropped instead of blocking the queue forever.
+            self._feed.dropped_total += lost
+            self.stats.send_errors_total += lost
+            self.stats.error("producer", f"Kafka rejected {lost} event(s): {describe_error(error)}")
+        if out.rejected:
+            self._feed.sync_stats()
+        return out
+
+    async def _report_failure(self, out: Outcome) -> None:
+        """Say why a send failed (once per outage) and drop the producer: Kafka is away."""
+        reason = describe_error(out.failure) if out.failure is not None else "not acknowledged"
+        producer = self._producer
+        if producer is not None and self.stats.kafka_states.get("producer") != ConnState.DOWN:
+            cause = await reach_cause(producer, self.cfg.bootstrap_servers)
+            reason += f"; {cause}" if cause else ""
+        self._kafka_down(f"send to Kafka failed ({reason}); spooling")
+        await self._close_producer(dead=True)
 
     async def _send(self, batch: Sequence[SpoolRecord]) -> list[bool]:
-        """Send in order; returns, per record, whether it is done (acknowledged by Kafka, or
-        rejected for good and counted as dropped). Unconfirmed records are safe to send
-        again: the sink deduplicates by event id.
+        """Send in order and wait; returns, per record, whether it is done (acknowledged by
+        Kafka, or rejected for good and counted as dropped). Unconfirmed records are safe to
+        send again: the sink deduplicates by event id.
         """
         producer = self._producer
         assert producer is not None
-        futures: list[asyncio.Future[object]] = []
-        failure: BaseException | None = None
-        try:
-            async with asyncio.timeout(self.send_timeout):
-                for rec in batch:
-                    futures.append(await producer.send(rec.topic, rec.value, key=rec.key))
-                if futures:
-                    await asyncio.wait(futures)
-        except (TimeoutError, KafkaError, OSError) as exc:
-            failure = exc
-        done: list[bool] = []
-        for fut in futures:
-            if not fut.done() or fut.cancelled():
-                done.append(False)
-                continue
-            error = fut.exception()
-            if error is None:
-                done.append(True)
-                self.stats.produced.total += 1
-            elif isinstance(error, KafkaError) and not getattr(error, "retriable", True):
-                # A permanent rejection (e.g. message too large): the event cannot ever be
-                # delivered; count it as dropped instead of blocking the queue forever.
-                done.append(True)
-                self.dropped_total += 1
-                self.stats.send_errors_total += 1
-                self.stats.error("producer", f"Kafka rejected an event: {describe_error(error)}")
-            else:
-                done.append(False)
-                failure = failure or error
-        done += [False] * (len(batch) - len(futures))
-        discard_futures(futures)
-        if failure is not None or not all(done):
-            reason = describe_error(failure) if failure is not None else "not acknowledged"
-            if self.stats.kafka_states.get("producer") != ConnState.DOWN:  # said once: name why
-                cause = await reach_cause(producer, self.cfg.bootstrap_servers)
-                reason += f"; {cause}" if cause else ""
-            self._kafka_down(f"send to Kafka failed ({reason}); spooling")
-            await self._close_producer(dead=True)
-        return done
-
-    def _to_spool(self, records: Sequence[SpoolRecord]) -> None:
-        try:
-            self.spool.append(records)
-        except SpoolError as exc:
-            self.dropped_total += len(records)
-            self._spool_failed(str(exc), len(records))
-        else:
-            if self._spool_failing:
-                self._spool_failing = False
-                log.warning(
-                    "spool is writable again; %d events were dropped while it was not",
-                    self._dropped_while_failing,
-                )
-                self._spool_failed_since_log = self._dropped_while_failing = 0
-        self._sync_spool_stats()
-
-    def _spool_failed(self, message: str, lost: int) -> None:
-        """Say it once, then at most every SPOOL_ERROR_EVERY_S: a full disk fails every batch."""
-        self._spool_failed_since_log += lost
-        self._dropped_while_failing += lost
-        now = time.monotonic()
-        # The interval holds across short recoveries too: a nearly full disk alternates between
-        # taking a small batch and refusing the next, which must not flood the log.
-        repeat = message == self._spool_error_logged
-        if not repeat or now - self._spool_error_logged_at >= SPOOL_ERROR_EVERY_S:
-            self._spool_error_logged = message
-            line = f"{message} ({self._spool_failed_since_log} events dropped)"
-            log.error("%s", line)
-            self.stats.error("spool", line)
-            self._spool_error_logged_at = now
-            self._spool_failed_since_log = 0
-        self._spool_failing = True
-
-    def _sync_spool_stats(self) -> None:
-        self.stats.spool_depth = self.spool.depth
-        self.stats.spool_bytes = self.spool.bytes
-        self.stats.spool_dropped_total = self.spool.dropped_total + self.dropped_total
-        over_cap = self.spool.dropped_total - self._cap_dropped_logged
-        if over_cap > 0 and (
-            self._cap_dropped_logged == 0
-            or time.monotonic() - self._spool_error_logged_at >= SPOOL_ERROR_EVERY_S
-        ):
-            line = (
-                f"spool reached its cap of {size_text(self.spool.max_bytes)}"
-                f" ([agent] spool_max_mb): dropped the {over_cap} oldest events"
-                f" ({self.spool.dropped_total} in all)"
-            )
-            log.warning("%s", line)
-            self.stats.error("spool", line)
-            self._cap_dropped_logged = self.spool.dropped_total
-            self._spool_error_logged_at = time.monotonic()
+        flight = await launch(
+            producer, self._partitioner, batch, self._max_request, self.send_timeout
+        )
+        await flight.wait()
+        out = self._count(flight)
+        if out.failure is not None or not all(out.done):
+            await self._report_failure(out)
+        return out.done
 
     def _kafka_down(self, message: str) -> None:
         if self.stats.kafka_states.get("producer") != ConnState.DOWN:
@@ -378,7 +378,7 @@ class Shipper:
                     # No await between this check and the switch: nothing can slip in between.
                     self._spooling = False
                     self._set_replaying(False)
-                    self._sync_spool_stats()
+                    self._feed.sync_stats()
                     return "done"
                 if self.spool.depth <= REPLAY_BATCH:
                     self._set_replaying(True)
@@ -386,7 +386,7 @@ class Shipper:
                 sent = next((i for i, ok in enumerate(done) if not ok), len(done))
                 # Only a prefix leaves the spool; confirmed records after a gap go out again.
                 self.spool.ack(sent)
-                self._sync_spool_stats()
+                self._feed.sync_stats()
                 if sent < len(records):
                     self._set_replaying(False)
                     return "progress" if sent else outcome
