@@ -37,7 +37,13 @@ from engine.errors import ConfigError, ConnectError
 from engine.kafka.settings import client_kwargs, describe_kafka_error
 from engine.kafka.watch import SettingsWatch
 from engine.sink.agents import HeartbeatKeeper
-from engine.sink.decode import Batch, decode_messages, loop_keeps_pace, oldest_first
+from engine.sink.decode import (
+    Batch,
+    decode_messages,
+    keep_startup_out_of_gc,
+    loop_keeps_pace,
+    oldest_first,
+)
 from engine.sink.offsets import adopt_orphaned_commits, partition_lag
 from engine.sink.poison import write_one_by_one
 from engine.sink.store import DeadLetter, Encoded, Store, WriteResult
@@ -177,6 +183,7 @@ class Sink:
     async def run(self) -> None:
         """Consume until `stop()`; each batch is in PostgreSQL before its offsets commit."""
         await asyncio.gather(self._start_consumer(), self.store.prepare_today())
+        keep_startup_out_of_gc()
         flush_ms = self.config.consumer.flush_ms
         writing: asyncio.Task[None] | None = None  # the batch in PostgreSQL's hands
         try:
