@@ -37,7 +37,13 @@ from engine.errors import ConfigError, ConnectError
 from engine.kafka.settings import client_kwargs, describe_kafka_error
 from engine.kafka.watch import SettingsWatch
 from engine.sink.agents import HeartbeatKeeper
-from engine.sink.decode import Batch, decode_messages, oldest_first
+from engine.sink.decode import (
+    Batch,
+    decode_messages,
+    keep_startup_out_of_gc,
+    loop_keeps_pace,
+    oldest_first,
+)
 from engine.sink.offsets import adopt_orphaned_commits, partition_lag
 from engine.sink.poison import write_one_by_one
 from engine.sink.store import DeadLetter, Encoded, Store, WriteResult
@@ -176,7 +182,8 @@ class Sink:
 
     async def run(self) -> None:
         """Consume until `stop()`; each batch is in PostgreSQL before its offsets commit."""
-        await self._start_consumer()
+        await asyncio.gather(self._start_consumer(), self.store.prepare_today())
+        keep_startup_out_of_gc()
         flush_ms = self.config.consumer.flush_ms
         writing: asyncio.Task[None] | None = None  # the batch in PostgreSQL's hands
         try:
@@ -221,19 +228,21 @@ class Sink:
         """Decode and encode `batch` in a worker thread while the previous batch is written.
 
         The work is pure CPU and takes a good part of a second for a full batch. Done on the
-        event loop, it held up the write in flight at each of its round trips (savepoint,
-        three COPYs, commit), so PostgreSQL idled while Python decoded and the two rarely ran
-        at the same time. From a thread, the GIL's switch interval hands the loop its turn
-        within milliseconds. Only this thread writes the store's caches meanwhile; the loop
-        thread's series resolution adds entries, which a dict takes safely under the GIL."""
+        event loop, it held up the write in flight at each of its round trips (COPYs,
+        commit), so PostgreSQL idled while Python decoded and the two rarely ran at the same
+        time. From a thread, with a short GIL switch interval (`loop_keeps_pace`), the loop
+        gets its turn within a millisecond. Only this thread writes the store's caches
+        meanwhile; the loop thread's series resolution adds entries, which a dict takes safely
+        under the GIL."""
         self.stats.consumed.total += sum(map(len, batch.values()))
         first = {tp: msgs[0].offset for tp, msgs in batch.items() if msgs}  # type: ignore[attr-defined]
         self._unwritten.append(first)
         self._pending = oldest_first(self._unwritten)
         beats: list[HeartbeatEvent] = []
-        metrics, checks, dead, offsets, encoded = await asyncio.to_thread(
-            self._decode_in_thread, batch, beats
-        )
+        with loop_keeps_pace():
+            metrics, checks, dead, offsets, encoded = await asyncio.to_thread(
+                self._decode_in_thread, batch, beats
+            )
         self.fleet.pending.extend(beats)  # on the loop: the write in flight reads this list
         return Batch(metrics, checks, dead, offsets, first, encoded)
 

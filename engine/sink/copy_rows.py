@@ -94,26 +94,33 @@ def event_copy_row(e: MetricsEvent | CheckEvent) -> bytes:
     )
 
 
+# A sample row is (field count 3, ts, series_id, value), each field after its length. Per event
+# only ts and the values change: the rest of a row is two constant byte strings, so `pack`
+# gets four arguments a row instead of seven (half its time).
+_SAMPLE_HEAD = struct.pack("!hi", 3, 8)
+_SAMPLE_SERIES = struct.Struct("!iqi")
+
+
 class SampleRows:
     """The (ts, series_id, value) rows of the metrics events of one agent, host and shape.
 
     Within such events only the time and the values change, so the whole event is one
-    `struct.pack` against an argument list made once, with the series ids in place: per event
-    the time and the values are slotted in by two slice assignments, and no Python bytecode
-    runs per row."""
+    `struct.pack` against an argument list made once, with the series ids in place (as
+    bytes, with the lengths around them): per event the time and the values are slotted in
+    by two slice assignments, and no Python bytecode runs per row."""
 
     __slots__ = ("_args", "_rows", "_struct")
 
     def __init__(self, series_ids: Sequence[int]) -> None:
         self._rows = len(series_ids)
-        self._struct = struct.Struct("!" + "hiqiqid" * self._rows)
-        self._args: list[float] = []
+        self._struct = struct.Struct("!" + "6sq16sd" * self._rows)
+        self._args: list[bytes | float] = []
         for series_id in series_ids:
-            self._args += (3, 8, 0, 8, series_id, 8, 0.0)
+            self._args += (_SAMPLE_HEAD, 0, _SAMPLE_SERIES.pack(8, series_id, 8), 0.0)
 
     def pack(self, micros: int, values: Sequence[float]) -> bytes:
         """The rows of one event at `micros` (`pg_micros`) with `values` in shape order."""
         args = self._args.copy()
-        args[2::7] = [micros] * self._rows
-        args[6::7] = values  # ValueError if the values do not fit the shape
+        args[1::4] = [micros] * self._rows
+        args[3::4] = values  # ValueError if the values do not fit the shape
         return self._struct.pack(*args)

@@ -8,6 +8,7 @@ commits Kafka offsets only after `write_batch` returned (the transaction is comm
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,9 +32,16 @@ from engine.sink.copy_rows import (
     pg_micros,
 )
 
+log = logging.getLogger("metrictui.sink")
+
 _PARTITIONED = ("events", "samples", "checks")
 _PARTITION_LOCK = 0x6D747570
 _SHAPES_MAX = 4096
+
+
+class _AlreadyClaimed(Exception):
+    """An event of the batch is in `events` already: its transaction is rolled back and
+    written again with the replay path of `Store._claim_events`."""
 
 
 def first_of_each(events: Iterable[Any], ids: set[uuid.UUID]) -> list[Any]:
@@ -135,6 +143,17 @@ class Store:
             await self._create_partitions(missing)
         self._partitions.update(("samples", d) for d in missing)
 
+    async def prepare_today(self) -> None:
+        """Make today's daily partitions (UTC) ahead of the first batch. Run beside the Kafka
+        consumer's group join, it takes their DDL (and its commit) off the way to the first
+        rows. Best effort: a failure here only leaves the work to the first batch."""
+        if not self.connected:
+            return
+        try:
+            await self.ensure_partitions([datetime.now(UTC).date()])
+        except (psycopg.Error, OSError) as exc:
+            log.debug("today's partitions left to the first batch: %s", type(exc).__name__)
+
     async def _create_partitions(self, days: Sequence[date]) -> None:
         assert self.conn is not None
         async with self.conn.transaction():
@@ -206,11 +225,35 @@ class Store:
             await self.ensure_partitions({e.observed_at.astimezone(UTC).date() for e in events})
         encoded = encoded if encoded is not None else self.encode(metrics, checks)
         await self._resolve_unknown(encoded)
+        try:
+            await self._write_transaction(metrics, checks, dead, encoded, result)
+        except _AlreadyClaimed:
+            # The transaction rolled back whole (the claim is its first statement, so nothing
+            # else was lost): write it again, telling new events from stored ones one by one.
+            result = WriteResult()
+            await self._write_transaction(metrics, checks, dead, encoded, result, replay=True)
+        result.elapsed_ms = (time.perf_counter() - started) * 1000
+        return result
+
+    async def _write_transaction(
+        self,
+        metrics: Sequence[MetricsEvent],
+        checks: Sequence[CheckEvent],
+        dead: Sequence[DeadLetter],
+        encoded: Encoded,
+        result: WriteResult,
+        *,
+        replay: bool = False,
+    ) -> None:
+        """The batch's one transaction: claim its events, copy the rows of the new ones, store
+        its dead letters; what it did is counted into `result`."""
+        assert self.conn is not None
+        events: list[MetricsEvent | CheckEvent] = [*metrics, *checks]
         async with self.conn.transaction():
-            new_ids = await self._claim_events(events) if events else set()
+            new_ids = await self._claim_events(events, replay=replay) if events else set()
             result.duplicates = len(events) - len(new_ids)
-            fresh_metrics: list[MetricsEvent] = first_of_each(metrics, new_ids)
-            fresh_checks: list[CheckEvent] = first_of_each(checks, new_ids)
+            fresh_metrics = first_of_each(metrics, new_ids)
+            fresh_checks = first_of_each(checks, new_ids)
             if fresh_metrics:
                 result.rows += await self._copy_samples(fresh_metrics, encoded.samples)
             if fresh_checks:
@@ -218,27 +261,28 @@ class Store:
             if dead:
                 result.dead_letters = await self._insert_dead_letters(dead)
         result.events = len(new_ids)
-        fresh: list[MetricsEvent | CheckEvent] = [*fresh_metrics, *fresh_checks] if events else []
-        if fresh:
-            result.newest_observed_at = max(e.observed_at for e in fresh)
-        result.elapsed_ms = (time.perf_counter() - started) * 1000
-        return result
+        if fresh_metrics or fresh_checks:
+            result.newest_observed_at = max(e.observed_at for e in (*fresh_metrics, *fresh_checks))
 
-    async def _claim_events(self, events: Sequence[MetricsEvent | CheckEvent]) -> set[uuid.UUID]:
-        """Ids of the events not stored before.
+    async def _claim_events(
+        self, events: Sequence[MetricsEvent | CheckEvent], *, replay: bool = False
+    ) -> set[uuid.UUID]:
+        """Ids of the events not stored before; the first statement of the batch transaction.
 
-        Usually none was, so the ids are first simply copied in (binary COPY: about half the
-        time of INSERT ... ON CONFLICT), under a savepoint. If one is there already (a replay,
-        or an event repeated within the batch), the primary key stops the copy, the savepoint
-        rolls back, and ON CONFLICT DO NOTHING RETURNING tells the new from the old.
+        Usually none was, so the ids are simply copied in (binary COPY: about half the time of
+        INSERT ... ON CONFLICT), with no savepoint around it: a savepoint costs two round
+        trips per batch, and each waits for the event loop, which the decoding thread holds
+        up. If one is there already (a replay, or an event repeated within the batch), the
+        primary key stops the copy and `_AlreadyClaimed` rolls the whole transaction back;
+        with `replay`, ON CONFLICT DO NOTHING RETURNING tells the new from the old.
         """
         assert self.conn is not None
-        try:
-            async with self.conn.transaction():
+        if not replay:
+            try:
                 await self._copy_events(events)
+            except psycopg.errors.UniqueViolation:
+                raise _AlreadyClaimed from None
             return {e.event_id for e in events}
-        except psycopg.errors.UniqueViolation:
-            pass
         # Binary parameters (%b): a quarter of the CPU and half the time of text ones.
         cur = await self.conn.execute(
             sql.SQL(

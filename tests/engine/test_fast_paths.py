@@ -35,7 +35,7 @@ from engine.envelope import (
 from engine.kafka.producer_parts import KeyPartitioner
 from engine.records.check_result import CHECK_FIELDS, CheckResult
 from engine.records.samples import BadSample, Shape, _samples_one_by_one, samples_at_once
-from engine.sink.store import Store
+from engine.sink.store import DeadLetter, Store
 from helpers.stack import Pipeline
 
 names = st.text(min_size=1, max_size=12).filter(lambda s: "\x00" not in s)
@@ -250,6 +250,30 @@ async def test_a_replayed_batch_mixing_old_and_new_events_stores_only_the_new(
     values = sorted(v for (v,) in pipeline.query("SELECT value FROM samples_v"))
     assert values == [0.0, 1.0, 2.0, 10.0, 11.0]
     assert pipeline.query("SELECT count(*) FROM events") == [(5,)]
+
+
+async def test_a_replayed_batch_is_written_again_whole_with_its_dead_letters_once(
+    pipeline: Pipeline,
+) -> None:
+    """The claim has no savepoint: a stored event rolls the whole transaction back, and the
+    second pass must still store every new row and dead letter once, and count them once."""
+    await migrate(pipeline.stack.dsn, pipeline.schema)
+    store = Store(pipeline.stack.dsn, pipeline.schema)
+    await store.connect()
+    now = datetime.now(UTC)
+    old = _event(now, [("load.1m", "{}", 1.0, "")])
+    new = _event(now, [("load.1m", "{}", 2.0, ""), ("load.5m", "{}", 3.0, "")])
+    dead = DeadLetter("t", 0, 7, "not_json", b"{")
+    try:
+        await store.write_batch([old], [], [])
+        replay = await store.write_batch([old, new], [], [dead])
+    finally:
+        await store.close()
+    assert (replay.events, replay.duplicates, replay.rows, replay.dead_letters) == (1, 1, 2, 1)
+    assert replay.newest_observed_at == now
+    values = sorted(v for (v,) in pipeline.query("SELECT value FROM samples_v"))
+    assert values == [1.0, 2.0, 3.0]
+    assert pipeline.query('SELECT "offset", reason FROM dead_letters') == [(7, "not_json")]
 
 
 _texts = st.one_of(st.none(), st.text(max_size=3), st.text(min_size=99, max_size=102), st.just(""))
