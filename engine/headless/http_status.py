@@ -12,14 +12,16 @@ import asyncio
 import contextlib
 import logging
 import time
-
-from aiohttp import web
+from typing import TYPE_CHECKING
 
 from engine.config import split_host_port
 from engine.engine import Engine
 from engine.errors import UserError
 from engine.headless.health import DEFAULT_STALL_AFTER_S, HealthJudge
 from engine.headless.prom import CONTENT_TYPE, render_metrics
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = logging.getLogger("metrictui.http")
 OBSERVE_EVERY_S = 1.0
@@ -47,6 +49,10 @@ class StatusServer:
         self.judge.phase = "stopping"
 
     async def start(self) -> None:
+        # Imported here: aiohttp is a tenth of a second of every start, and most agents and
+        # sinks run without `listen` (the sink's first rows come that much sooner).
+        from aiohttp import web
+
         host, port = split_host_port(self.listen)
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
@@ -75,12 +81,16 @@ class StatusServer:
             await asyncio.sleep(OBSERVE_EVERY_S)
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         snap = self.engine.snapshot()
         healthy = self.judge.verdict(snap, time.monotonic()).healthy
         body = render_metrics(snap, healthy=healthy).encode()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     async def _healthz(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         verdict = self.judge.verdict(self.engine.snapshot(), time.monotonic())
         return web.Response(text=verdict.text + "\n", status=200 if verdict.healthy else 503)
 
