@@ -1,10 +1,9 @@
 """A check worker process: the scheduler and checker for one shard of the website targets.
 
-Started by `engine.agent.checks.pool` as ``python -m engine.agent.checks.worker``. One Python
-process tops out near 1,000 plain-HTTP checks a second on a fast core (aiohttp's per-request
-CPU), so an agent with many targets spreads them over a few of these, and the engine process
-keeps only Kafka, stats and control. Each worker runs on uvloop, which it owns, for a cheaper
-event loop.
+Started by `engine.agent.checks.pool` as ``python -m engine.agent.checks.worker``. An agent
+with many targets spreads them over a few of these, so their CPU (about 0.2 ms a plain-HTTP
+check) stays off the engine process, which keeps only Kafka, stats, control and the dashboard.
+Each worker runs on uvloop, which it owns, for a cheaper event loop.
 
 Protocol (see `engine.agent.checks.wire`): frames in on stdin, frames out on a private copy of
 stdout (fd 1 itself is pointed at stderr so a stray print cannot corrupt the stream). Logs go to
