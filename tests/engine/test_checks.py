@@ -208,6 +208,7 @@ async def test_non_http_service_is_invalid_response(sites: LocalSites) -> None:
 
     assert_failed(result, "invalid_response")
     assert result.connect_ms is not None  # the TCP connection itself worked
+    assert "SSH-2.0-OpenSSH" in (result.error or "")  # says what answers there, escaped
 
 
 async def test_endless_body_is_body_too_large(sites: LocalSites) -> None:

@@ -29,6 +29,10 @@ from engine.agent.checks.reasons import CheckFailure, Reason
 HEADERS_MAX_BYTES = 65536
 """A status line plus headers longer than this is not a website answering a check."""
 
+SHOWN_BYTES = 60
+"""How much of an answer that is not HTTP its error quotes (as a bytes literal: escaped, so a
+hostile server's control sequences stay text), to show what is listening there."""
+
 ACCEPT_ENCODING = "gzip, deflate"
 """What we can decode (zlib); a browser sends more, but never gets less than this."""
 
@@ -139,7 +143,8 @@ class ResponseReader(asyncio.Protocol):
             return
         except httptools.HttpParserError as exc:
             if not self._body_done.done():  # a callback may have failed it already
-                self._fail(Reason.INVALID_RESPONSE, f"invalid HTTP response: {exc}")
+                began = "" if self._head_bytes else f"; it began {data[:SHOWN_BYTES]!r}"
+                self._fail(Reason.INVALID_RESPONSE, f"invalid HTTP response: {exc}{began}")
             return
         if not self._headers_done.done():
             # Counted after parsing, so a read holding the headers and some body is fine.
