@@ -101,9 +101,14 @@ class Checker:
         self._location = location
         self._max_redirects = max_redirects
         self._resolver: PooledResolver | None = None
-        self._verified = ssl.create_default_context()
         self._unverified = _unverified_context()
         self._ssl_contexts: dict[str, tuple[tuple[int, int], ssl.SSLContext]] = {}
+
+    @functools.cached_property
+    def _verified(self) -> ssl.SSLContext:
+        """The system CAs, loaded on the first https check that verifies (not at start-up:
+        loading them is tens of ms, and many agents check no https at all)."""
+        return ssl.create_default_context()
 
     async def start(self) -> None:
         """Start the resolver's thread pool; checks are bounded by `asyncio.timeout`."""
@@ -191,7 +196,7 @@ class Checker:
                 timeline.stage = "waiting for the response headers"
                 timeline.status = await reader.headers()
                 timeline.ttfb_ms = elapsed_ms(sent, time.perf_counter())
-                if reader.is_redirect_with_location and self._max_redirects > 0:
+                if reader.follow_redirect:
                     timeline.stage = "following a redirect"
                     response = await reader.body()
                     assert response.location is not None

@@ -116,12 +116,13 @@ class ResponseReader(asyncio.Protocol):
         return Response(self._status, location, body)
 
     @property
-    def status(self) -> int:
-        return self._status
-
-    @property
-    def is_redirect_with_location(self) -> bool:
-        return self._location is not None and self._status in (301, 302, 303, 307, 308)
+    def follow_redirect(self) -> bool:
+        """A redirect with a Location, and redirects are followed (`stop_at_redirect`)."""
+        return (
+            self._stop_at_redirect
+            and self._location is not None
+            and self._status in (301, 302, 303, 307, 308)
+        )
 
     def close(self) -> None:
         if self.transport is not None:
@@ -187,7 +188,7 @@ class ResponseReader(asyncio.Protocol):
             return
         self._status = status
         self._headers_done.set_result(status)
-        if self._skip_body or (self._stop_at_redirect and self.is_redirect_with_location):
+        if self._skip_body or self.follow_redirect:
             self._finish()
         elif self._length is not None and self._length > self._body_max:
             self._fail(Reason.BODY_TOO_LARGE, self._too_large)
