@@ -107,7 +107,8 @@ class Engine:
                 cfg.kafka.bootstrap_servers,
                 describe_kafka_error(exc),
             )
-            self._tasks.append(asyncio.create_task(self._ensure_topics_later(), name="topics"))
+            later = self._ensure_topics_later(targets=fleet)
+            self._tasks.append(asyncio.create_task(later, name="topics"))
         if self.consumes:
             dsn = cfg.postgres.dsn
             if dsn is None:
@@ -172,11 +173,11 @@ class Engine:
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="stats"))
         self._started = True
 
-    async def _ensure_topics_later(self) -> None:
+    async def _ensure_topics_later(self, *, targets: bool) -> None:
         while True:
             await asyncio.sleep(5)
             try:
-                await ensure_topics(self.config.kafka)
+                await ensure_topics(self.config.kafka, targets=targets)
                 return
             except UserError as exc:
                 self.stats.error("kafka", str(exc))

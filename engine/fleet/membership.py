@@ -5,9 +5,13 @@ member that left (at once, on a graceful stop: `stop()` sends LeaveGroup) or die
 `session_timeout_s` without heartbeats) and the group's leader hands out the partitions again.
 We read nothing through the group; it only tells us which partitions are ours.
 
-The assignor is sticky (aiokafka's StickyPartitionAssignor, round-robin as the fallback a mixed
-group can agree on): members keep their partitions across rebalances, so when an agent leaves
-only its partitions move, and when one joins it only takes some. On a rebalance the old
+The assignor is sticky (aiokafka's StickyPartitionAssignor) and the only one offered: members
+keep their partitions across rebalances, so when an agent leaves only its partitions move, and
+when one joins it only takes some. Offering a second assignor as a fallback would cost a storm:
+aiokafka 0.14 sends one JoinGroup per offered assignor (aio-libs/aiokafka PR #1168), the second
+one changes the member's metadata after the group settled, which starts another rebalance, and
+with three agents starting together that can go on for minutes. Every member runs our code, so
+there is no mixed group to fall back for. On a rebalance the old
 assignment stays in force until the new one arrives (revocation is not acted on): targets that
 stay keep their schedule untouched. Partitions gained after the first assignment came from an
 agent that left; `catch_up_after` then says from when their slots may have gone unchecked (the
@@ -27,7 +31,6 @@ import time
 from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
 from aiokafka.errors import InvalidSessionTimeoutError, KafkaError
 
@@ -39,6 +42,9 @@ log = logging.getLogger("metrictui.fleet")
 
 FALLBACK_SESSIONS_S = (6.0, 10.0)
 """Session timeouts tried, in order, when the broker refuses a shorter one."""
+
+METADATA_MAX_AGE_MS = 5_000
+"""How often the group's leader looks at the targets topic's partitions again."""
 
 
 def group_id(location: str) -> str:
@@ -106,8 +112,13 @@ class GroupMember(ConsumerTask):
 
     def _make_consumer(self) -> AIOKafkaConsumer:
         session_ms = int(self.session_timeout_s * 1000)
+        kwargs = client_kwargs(self._cfg, f"{self._client_id}-member")
+        # The group's leader assigns from its own metadata: a topic it did not know yet
+        # (created after this agent started) gives every member nothing until the leader's
+        # next refresh notices the partitions and rejoins. A minute for our other clients.
+        kwargs["metadata_max_age_ms"] = METADATA_MAX_AGE_MS
         return AIOKafkaConsumer(
-            **client_kwargs(self._cfg, f"{self._client_id}-member"),
+            **kwargs,
             group_id=self.group,
             enable_auto_commit=False,
             auto_offset_reset="latest",
@@ -117,7 +128,7 @@ class GroupMember(ConsumerTask):
             max_poll_interval_ms=max(10_000, session_ms * 2),
             rebalance_timeout_ms=max(10_000, session_ms * 2),
             max_partition_fetch_bytes=64 * 1024,
-            partition_assignment_strategy=(self._sticky, RoundRobinPartitionAssignor),
+            partition_assignment_strategy=(self._sticky,),  # one only: see the docstring
         )
 
     async def _run(self) -> None:
