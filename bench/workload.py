@@ -19,7 +19,8 @@ from typing import Any
 
 import orjson
 
-from engine.agent.collectors import COLLECTOR_NAMES, HostCollector
+from engine.agent.collector_names import COLLECTOR_NAMES
+from engine.agent.collectors import HostCollector
 from engine.envelope import encode_event, metrics_payload
 from engine.records.check_result import CheckResult
 

@@ -11,35 +11,31 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import psycopg
-
-from engine.agent.checks.checker import Checker
-from engine.agent.checks.pool import CheckWorkerPool, WorkerSetup, worker_count
-from engine.agent.collectors import COLLECTOR_NAMES, HostCollector
-from engine.agent.heartbeat import heartbeat_loop
+from engine.agent.collector_names import COLLECTOR_NAMES
 from engine.agent.recent_checks import RecentChecks
-from engine.agent.scheduler import CheckScheduler
 from engine.config import Config
-from engine.db.migrate import migrate
-from engine.db.pg_errors import is_fatal_postgres_error, postgres_error_line
 from engine.db.retention import retention_loop
 from engine.envelope import encode_event, metrics_payload
-from engine.errors import ConnectError, UserError
-from engine.fleet.share import FleetTargets
-from engine.kafka.settings import describe_kafka_error
-from engine.kafka.shipper import Shipper
-from engine.kafka.spool import Spool
-from engine.kafka.topics import ensure_topics
+from engine.errors import UserError
 from engine.records.check_result import CheckResult
 from engine.sink.consume import Sink
+from engine.startup import prepare_postgres, prepare_topics, side_by_side, topics_later
 from engine.stats import ConnState, LatestSample, Stats, StatsSnapshot, TargetStatus
 from engine.targets import Target, load_targets, save_targets
 from engine.targets.metric_state import load_enabled, save_enabled
+
+if TYPE_CHECKING:  # the producer's parts are imported when a producer starts (`_start_producing`)
+    from engine.agent.checks.checker import Checker
+    from engine.agent.checks.pool import CheckWorkerPool
+    from engine.agent.collectors import HostCollector
+    from engine.agent.scheduler import CheckScheduler
+    from engine.fleet.share import FleetTargets
+    from engine.kafka.shipper import Shipper
 
 Role = Literal["all", "producer", "consumer"]
 ROLES: tuple[Role, ...] = ("all", "producer", "consumer")
@@ -95,95 +91,76 @@ class Engine:
         enabled = load_enabled(cfg.targets_file, cfg.agent.metrics)
         for name in COLLECTOR_NAMES:
             self.stats.metrics_enabled[name] = name in enabled
-        try:
-            created = await ensure_topics(cfg.kafka, targets=fleet)
-            if created:
-                log.info("created Kafka topics %s", ", ".join(created))
-        except UserError:
-            raise
-        except Exception as exc:  # Kafka away: the producer spools, the consumer retries.
-            log.warning(
-                "Kafka not reachable at %s at start (%s); will retry",
-                cfg.kafka.bootstrap_servers,
-                describe_kafka_error(exc),
-            )
-            later = self._ensure_topics_later(targets=fleet)
-            self._tasks.append(asyncio.create_task(later, name="topics"))
+        steps: list[Awaitable[Any]] = [prepare_topics(cfg.kafka, targets=fleet)]
         if self.consumes:
-            dsn = cfg.postgres.dsn
-            if dsn is None:
+            if cfg.postgres.dsn is None:
                 raise UserError("[postgres] dsn is not set: the consumer role needs PostgreSQL")
             self.sink = Sink(cfg, self.stats, client_id)
-            try:
-                if cfg.postgres.migrate_on_start:
-                    await migrate(dsn.reveal(), cfg.postgres.schema)
-                await self.sink.connect_postgres()
-            except UserError:
-                raise
-            except Exception as exc:  # PostgreSQL away: the sink retries each batch.
-                if not isinstance(exc, psycopg.Error | OSError):
-                    raise
-                if isinstance(exc, psycopg.Error) and is_fatal_postgres_error(exc):
-                    # A wrong password or database does not fix itself: say so and stop.
-                    raise ConnectError(
-                        postgres_error_line(exc) + "; check [postgres] dsn"
-                    ) from None
-                self.stats.postgres_state = ConnState.DOWN
-                log.warning("PostgreSQL not reachable at start; will retry")
+            steps.append(prepare_postgres(cfg, self.sink, self.stats))
+        topics_ready, *_ = await side_by_side(*steps)
+        if not topics_ready:
+            later = topics_later(cfg.kafka, self.stats, targets=fleet)
+            self._tasks.append(asyncio.create_task(later, name="topics"))
+        if self.sink is not None:
             self._tasks.append(asyncio.create_task(self.sink.run(), name="sink"))
             if cfg.postgres.retention_days > 0:  # drop expired daily partitions, hourly
                 loop = retention_loop(cfg, self.stats)
                 self._tasks.append(asyncio.create_task(loop, name="retention"))
         if self.produces:
-            spool = Spool(cfg.agent.spool_dir, cfg.agent.spool_max_mb * 1024 * 1024)
-            self.shipper = Shipper(cfg.kafka, spool, self.stats, client_id)
-            await self.shipper.start()
-            self.collector = HostCollector(enabled)
-            body_max = cfg.agent.check_body_max_kb * 1024
-            workers = worker_count(cfg.agent.check_workers, self._targets.values())
-            if workers:  # many targets: check in worker processes (engine.agent.checks.pool)
-                concurrency, where = cfg.agent.check_concurrency, cfg.agent.location
-                setup = WorkerSetup(self.agent, self.host, body_max, concurrency, where, fleet)
-                self.scheduler = CheckWorkerPool(
-                    workers, setup, self._on_check, lambda line: self.stats.error("checks", line)
-                )
-                log.info("checking websites in %d worker processes", workers)
-            else:
-                self.checker = Checker(body_max_bytes=body_max, location=cfg.agent.location)
-                await self.checker.start()
-                concurrency = cfg.agent.check_concurrency
-                self.scheduler = CheckScheduler(
-                    self.checker, self._on_check, concurrency=concurrency, clock_phase=fleet
-                )
-            self._publish_targets()
-            self.scheduler.start()
-            if fleet:
-                self.fleet = FleetTargets(
-                    cfg,
-                    client_id,
-                    self._fleet_changed,
-                    lambda line: self.stats.error("fleet", line),
-                )
-                self.fleet.start()
-            self._tasks.append(asyncio.create_task(self._collect_loop(), name="collect"))
-            beat = heartbeat_loop(
-                cfg.agent, self.stats, self.host, lambda: self._last_check_at, self._send_beat
-            )
-            self._tasks.append(asyncio.create_task(beat, name="heartbeat"))
+            await self._start_producing(client_id, enabled, fleet)
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="stats"))
         self._started = True
 
-    async def _ensure_topics_later(self, *, targets: bool) -> None:
-        while True:
-            await asyncio.sleep(5)
-            try:
-                await ensure_topics(self.config.kafka, targets=targets)
-                return
-            except UserError as exc:
-                self.stats.error("kafka", str(exc))
-                return
-            except Exception:  # still away; try again
-                continue
+    async def _start_producing(self, client_id: str, enabled: tuple[str, ...], fleet: bool) -> None:
+        """The producer's parts: shipper, collectors, checks, fleet membership, heartbeat.
+
+        Imported here, not at the top: a sink never loads the checks, collectors and
+        producer (tens of ms of every start, before its first rows)."""
+        from engine.agent.checks.checker import Checker
+        from engine.agent.checks.pool import CheckWorkerPool, WorkerSetup, worker_count
+        from engine.agent.collectors import HostCollector
+        from engine.agent.heartbeat import heartbeat_loop
+        from engine.agent.scheduler import CheckScheduler
+        from engine.fleet.share import FleetTargets
+        from engine.kafka.shipper import Shipper
+        from engine.kafka.spool import Spool
+
+        cfg = self.config
+        spool = Spool(cfg.agent.spool_dir, cfg.agent.spool_max_mb * 1024 * 1024)
+        self.shipper = Shipper(cfg.kafka, spool, self.stats, client_id)
+        await self.shipper.start()
+        self.collector = HostCollector(enabled)
+        body_max = cfg.agent.check_body_max_kb * 1024
+        workers = worker_count(cfg.agent.check_workers, self._targets.values())
+        if workers:  # many targets: check in worker processes (engine.agent.checks.pool)
+            concurrency, where = cfg.agent.check_concurrency, cfg.agent.location
+            setup = WorkerSetup(self.agent, self.host, body_max, concurrency, where, fleet)
+            self.scheduler = CheckWorkerPool(
+                workers, setup, self._on_check, lambda line: self.stats.error("checks", line)
+            )
+            log.info("checking websites in %d worker processes", workers)
+        else:
+            self.checker = Checker(body_max_bytes=body_max, location=cfg.agent.location)
+            await self.checker.start()
+            concurrency = cfg.agent.check_concurrency
+            self.scheduler = CheckScheduler(
+                self.checker, self._on_check, concurrency=concurrency, clock_phase=fleet
+            )
+        self._publish_targets()
+        self.scheduler.start()
+        if fleet:
+            self.fleet = FleetTargets(
+                cfg,
+                client_id,
+                self._fleet_changed,
+                lambda line: self.stats.error("fleet", line),
+            )
+            self.fleet.start()
+        self._tasks.append(asyncio.create_task(self._collect_loop(), name="collect"))
+        beat = heartbeat_loop(
+            cfg.agent, self.stats, self.host, lambda: self._last_check_at, self._send_beat
+        )
+        self._tasks.append(asyncio.create_task(beat, name="heartbeat"))
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop collecting, flush the producer (or spool), finish the sink batch, close."""

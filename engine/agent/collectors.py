@@ -18,7 +18,7 @@ from typing import Any
 
 import psutil
 
-COLLECTOR_NAMES = ("cpu", "load", "memory", "swap", "disk", "diskio", "net", "processes", "uptime")
+from engine.agent.collector_names import COLLECTOR_NAMES
 
 Labels = tuple[tuple[str, str], ...]
 

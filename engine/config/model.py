@@ -15,7 +15,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from engine.agent.collectors import COLLECTOR_NAMES
+from engine.agent.collector_names import COLLECTOR_NAMES
 from engine.config import rules
 from engine.config.keys import (
     BoolKey,

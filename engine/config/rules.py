@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import re
 
-from engine.agent.collectors import COLLECTOR_NAMES
+from engine.agent.collector_names import COLLECTOR_NAMES
 from engine.config.keys import Problem, split_host_port
 
 _TOPIC_RE = re.compile(r"[A-Za-z0-9._-]{1,249}")

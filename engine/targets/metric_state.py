@@ -12,7 +12,7 @@ from pathlib import Path
 
 import tomli_w
 
-from engine.agent.collectors import COLLECTOR_NAMES
+from engine.agent.collector_names import COLLECTOR_NAMES
 from engine.files import write_atomic
 
 

@@ -10,8 +10,8 @@ from typing import Any
 import psutil
 import pytest
 
+from engine.agent.collector_names import COLLECTOR_NAMES
 from engine.agent.collectors import (
-    COLLECTOR_NAMES,
     HostCollector,
     Sample,
     _busy_percent,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.agent.collectors import COLLECTOR_NAMES
+from engine.agent.collector_names import COLLECTOR_NAMES
 from engine.config import (
     Config,
     Secret,

@@ -19,7 +19,8 @@ from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.agent.collectors import COLLECTOR_NAMES, HostCollector
+from engine.agent.collector_names import COLLECTOR_NAMES
+from engine.agent.collectors import HostCollector
 from engine.db.migrate import migrate
 from engine.envelope import (
     CheckEvent,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from textual.app import App
 from textual.pilot import Pilot
 
-from engine.agent.collectors import COLLECTOR_NAMES
+from engine.agent.collector_names import COLLECTOR_NAMES
 from engine.db.history import TargetHistory
 from engine.errors import UserError
 from engine.stats import ErrorEntry, LatestSample, PartitionLag, StatsSnapshot, TargetStatus

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.widgets import Input, Switch
 
-from engine.agent.collectors import COLLECTOR_NAMES
+from engine.agent.collector_names import COLLECTOR_NAMES
 from engine.stats import StatsSnapshot
 from engine.targets.model import Target
 from helpers.fake_control import FakeControl, settle

@@ -10,7 +10,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static, Switch
 
-from engine.agent.collectors import COLLECTOR_NAMES
+from engine.agent.collector_names import COLLECTOR_NAMES
 from engine.control.protocol import Control
 from engine.errors import UserError
 from tui.widgets.on_off_switch import OnOffSwitch
