@@ -11,6 +11,8 @@ import contextlib
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
+from engine.tasks import cancel_and_wait
+
 STOP_TIMEOUT_S = 5.0
 """How long stopping a consumer may take (LeaveGroup, closing connections)."""
 
@@ -29,9 +31,7 @@ class ConsumerTask:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         await self._close()
 

@@ -19,6 +19,7 @@ from engine.engine import Engine
 from engine.errors import UserError
 from engine.headless.health import DEFAULT_STALL_AFTER_S, HealthJudge
 from engine.headless.prom import CONTENT_TYPE, render_metrics
+from engine.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -96,9 +97,7 @@ class StatusServer:
 
     async def close(self) -> None:
         if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
+            await cancel_and_wait(self._watch)
             self._watch = None
         if self._runner is not None:
             with contextlib.suppress(Exception):

@@ -2,9 +2,10 @@
 
 Only the newest heartbeat per agent matters, so it is upserted (an older one, replayed late
 from a spool, never overwrites a newer one). Like every event it is also recorded once in
-`events` (kind 'heartbeat'), in the same transaction, so "every event on the topics is in
-PostgreSQL exactly once" holds for heartbeats too. The sink needs UPDATE on `agents` for the
-upsert besides INSERT (README, least privilege).
+`events` (kind 'heartbeat'), in the same transaction and by the same claim as metrics and
+check events (`engine.sink.claims`), so "every event on the topics is in PostgreSQL exactly
+once" holds for heartbeats too. The sink needs UPDATE on `agents` for the upsert besides
+INSERT (README, least privilege).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from psycopg import sql
 
 from engine.envelope import CheckEvent, HeartbeatEvent
 from engine.records.heartbeats import FleetAgent
+from engine.sink.claims import claim_events
 from engine.sink.store import Store
 from engine.stats import Stats
 
@@ -70,17 +72,6 @@ async def upsert_heartbeats(
     rows = [_row(e) for e in latest_per_agent(beats)]
     if not rows:
         return 0
-    claim = sql.SQL(
-        "INSERT INTO {} (event_id, observed_at, kind, agent)"
-        " SELECT * FROM unnest(%s::uuid[], %s::timestamptz[], %s::text[], %s::text[])"
-        " ON CONFLICT DO NOTHING"
-    ).format(sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier("events")))
-    claimed = (
-        [e.event_id for e in beats],
-        [e.observed_at for e in beats],
-        ["heartbeat"] * len(beats),
-        [e.agent for e in beats],
-    )
     columns = sql.SQL(", ").join(map(sql.Identifier, _COLUMNS))
     unnest = sql.SQL(", ").join(sql.SQL(f"%s::{t}[]") for t in _TYPES)
     updates = sql.SQL(", ").join(
@@ -98,7 +89,7 @@ async def upsert_heartbeats(
     )
     params = [list(col) for col in zip(*rows, strict=True)]
     async with conn.transaction():
-        await conn.execute(claim, claimed)
+        await claim_events(conn, schema, beats)
         cur = await conn.execute(query, params)
     return cur.rowcount
 

@@ -18,6 +18,7 @@ from engine.db.history import TargetHistory
 from engine.errors import UserError
 from engine.stats import StatsSnapshot
 from engine.targets import Target
+from engine.tasks import cancel_and_wait
 
 RETRY_S = 1.0
 """How often a missing engine is looked for: cheap (one connect to a Unix socket)."""
@@ -104,9 +105,7 @@ class ReattachingControl:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         if self._inner is not None:
             await self._inner.close()

@@ -246,7 +246,7 @@ class Checker:
             except OSError as exc:
                 failure = exc
                 continue
-            timeline.add_connect(elapsed_ms(begun, time.perf_counter()))
+            timeline.add("connect", elapsed_ms(begun, time.perf_counter()))
             timeline.resolved_ip = address  # the address connected to: no getpeername call
             if context is not None:
                 await self._handshake(loop, reader, context, host, port, timeline)
@@ -272,7 +272,7 @@ class Checker:
                 Reason.DNS_ERROR, f"cannot resolve {host}: {os_error_text(exc)}"
             ) from None
         finally:
-            timeline.add_dns(elapsed_ms(begun, time.perf_counter()))
+            timeline.add("dns", elapsed_ms(begun, time.perf_counter()))
         if not found:
             raise CheckFailure(Reason.DNS_ERROR, f"cannot resolve {host}: no IPv4/IPv6 address")
         return found
@@ -313,7 +313,7 @@ class Checker:
             raise CheckFailure(
                 Reason.TLS_ERROR, f"TLS handshake with {host}:{port} failed: connection closed"
             )
-        timeline.add_tls(elapsed_ms(begun, time.perf_counter()))
+        timeline.add("tls", elapsed_ms(begun, time.perf_counter()))
         reader.transport = transport
         ssl_object = transport.get_extra_info("ssl_object")
         if isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket):

@@ -22,9 +22,13 @@ import asyncio
 import functools
 import socket
 from concurrent.futures import ThreadPoolExecutor
+from typing import Literal
 
 DNS_THREADS = 32
 """Size of the resolver's own pool: getaddrinfo blocks a thread for as long as DNS takes."""
+
+Phase = Literal["dns", "connect", "tls"]
+"""The phases a hop repeats, whose times `Timeline.add` sums: each is the `<phase>_ms` slot."""
 
 
 class Timeline:
@@ -52,14 +56,12 @@ class Timeline:
         self.cert_der: bytes | None = None
         self.stage = "starting"
 
-    def add_dns(self, ms: float) -> None:
-        self.dns_ms = ms if self.dns_ms is None else self.dns_ms + ms
-
-    def add_connect(self, ms: float) -> None:
-        self.connect_ms = ms if self.connect_ms is None else self.connect_ms + ms
-
-    def add_tls(self, ms: float) -> None:
-        self.tls_ms = ms if self.tls_ms is None else self.tls_ms + ms
+    def add(self, phase: Phase, ms: float) -> None:
+        """Add `ms` to the phase's time: each redirect hop resolves, connects and shakes hands
+        again, and a check's timing is the sum over its hops (None until a hop completes it)."""
+        name = f"{phase}_ms"
+        so_far: float | None = getattr(self, name)
+        setattr(self, name, ms if so_far is None else so_far + ms)
 
 
 def elapsed_ms(start: float, end: float) -> float:
