@@ -22,12 +22,14 @@ from engine.config import Config
 from engine.db.retention import retention_loop
 from engine.envelope import encode_event, metrics_payload
 from engine.errors import UserError
+from engine.kafka.topics import prepare_topics, topics_later
 from engine.records.check_result import CheckResult
 from engine.sink.consume import Sink
-from engine.startup import prepare_postgres, prepare_topics, side_by_side, topics_later
+from engine.sink.prepare import prepare_postgres
 from engine.stats import ConnState, LatestSample, Stats, StatsSnapshot, TargetStatus
 from engine.targets import Target, load_targets, save_targets
 from engine.targets.metric_state import load_enabled, save_enabled
+from engine.tasks import side_by_side
 
 if TYPE_CHECKING:  # the producer's parts are imported when a producer starts (`_start_producing`)
     from engine.agent.checks.checker import Checker

@@ -1,4 +1,5 @@
-"""Stopping a background task: the one way the engine (and the TUI, which may import it) does it.
+"""Running and stopping background tasks: the one way the engine (and the TUI, which may import
+it) does each.
 
 Owners of a long-lived task (a consumer loop, a health watch, a reattacher) stop it on close by
 cancelling it and waiting until it has run its `finally` blocks, so nothing it holds outlives
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable
 from typing import Any
 
 
@@ -21,3 +23,17 @@ async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def side_by_side(*steps: Awaitable[Any]) -> list[Any]:
+    """Run `steps` concurrently and return their results. The first to fail cancels the rest
+    and its exception is raised as it is: a UserError stays one line for the operator, not an
+    ExceptionGroup, and no step goes on alone in the background."""
+    tasks = [asyncio.ensure_future(step) for step in steps]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise

@@ -16,6 +16,7 @@ from engine.db.history import TargetHistory
 from engine.errors import UserError
 from engine.stats import StatsSnapshot
 from engine.targets import Target
+from engine.tasks import cancel_and_wait
 
 REQUEST_TIMEOUT = 30.0
 RECONNECT_EVERY_S = 1.0
@@ -177,15 +178,11 @@ class SocketControl:
     async def close(self) -> None:
         self._closing = True
         if self._reconnector is not None:
-            self._reconnector.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reconnector
+            await cancel_and_wait(self._reconnector)
         if self._writer is not None:
             self._writer.close()
             with contextlib.suppress(Exception):
                 await self._writer.wait_closed()
         if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+            await cancel_and_wait(self._listener)
         self.connected = False

@@ -13,7 +13,6 @@ that timed out is thrown away and rebuilt.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -33,6 +32,7 @@ from engine.kafka.spool import Spool, SpoolError, SpoolRecord
 from engine.kafka.spool_feed import SpoolFeed
 from engine.kafka.watch import SettingsWatch
 from engine.stats import ConnState, Stats
+from engine.tasks import cancel_and_wait
 
 log = logging.getLogger("metrictui.producer")
 
@@ -109,13 +109,9 @@ class Shipper:
             # Let the sender drain the queue while Kafka answers; then stop it.
             while (self._inflight or self._flights or self._queue) and loop.time() < deadline - 2:
                 await asyncio.sleep(0.05)
-            self._sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sender
+            await cancel_and_wait(self._sender)
         if self._recovery is not None:
-            self._recovery.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._recovery
+            await cancel_and_wait(self._recovery)
         leftovers = self._unconfirmed(list(self._flights)) + self._inflight + self._drain_queue()
         self._flights.clear()
         self._inflight = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
@@ -17,13 +18,17 @@ from aiokafka.errors import (
 
 from engine.config import KafkaConfig
 from engine.errors import ConnectError, UserError, describe_error
-from engine.kafka.settings import client_kwargs, connection_problem
+from engine.kafka.settings import client_kwargs, connection_problem, describe_kafka_error
+from engine.stats import Stats
 
 _FORBIDDEN = (
     TopicAuthorizationFailedError,
     ClusterAuthorizationFailedError,
     PolicyViolationError,
 )
+
+
+log = logging.getLogger("metrictui.engine")
 
 
 async def ensure_topics(
@@ -88,3 +93,41 @@ def _forbidden(topics: list[str], cfg: KafkaConfig, exc: Exception) -> UserError
         f" Kafka console ({cfg.partitions} partitions), or fix [kafka] partitions /"
         " replication_factor, or grant the create permission; then start again"
     )
+
+
+TOPICS_RETRY_S = 5.0
+"""How often topics are tried again when Kafka was away at start."""
+
+
+async def prepare_topics(cfg: KafkaConfig, *, targets: bool) -> bool:
+    """Create missing topics (`targets`: the fleet's targets topic too). False when Kafka is
+    away: the producer spools meanwhile, the consumer retries, and `topics_later` creates them.
+    Raises UserError when Kafka refuses (no permission, create_topics off)."""
+    try:
+        created = await ensure_topics(cfg, targets=targets)
+    except UserError:
+        raise
+    except Exception as exc:
+        log.warning(
+            "Kafka not reachable at %s at start (%s); will retry",
+            cfg.bootstrap_servers,
+            describe_kafka_error(exc),
+        )
+        return False
+    if created:
+        log.info("created Kafka topics %s", ", ".join(created))
+    return True
+
+
+async def topics_later(cfg: KafkaConfig, stats: Stats, *, targets: bool) -> None:
+    """`prepare_topics` until Kafka answers; a refusal is shown once, as an error."""
+    while True:
+        await asyncio.sleep(TOPICS_RETRY_S)
+        try:
+            await ensure_topics(cfg, targets=targets)
+            return
+        except UserError as exc:
+            stats.error("kafka", str(exc))
+            return
+        except Exception:  # still away; try again
+            continue

@@ -14,7 +14,6 @@ gets through, the cause is cleared.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -22,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from engine.config import KafkaConfig
 from engine.kafka.settings import Probe, probe_settings
 from engine.stats import Problem, Stats
+from engine.tasks import cancel_and_wait
 
 log = logging.getLogger("metrictui.kafka")
 
@@ -84,9 +84,7 @@ class SettingsWatch:
     async def close(self) -> None:
         """Cancel a probe in flight (engine stop)."""
         if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         try:

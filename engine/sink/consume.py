@@ -48,6 +48,7 @@ from engine.sink.offsets import adopt_orphaned_commits, partition_lag
 from engine.sink.poison import write_one_by_one
 from engine.sink.store import DeadLetter, Encoded, Store, WriteResult
 from engine.stats import ConnState, Stats
+from engine.tasks import cancel_and_wait
 
 T = TypeVar("T")
 
@@ -213,9 +214,7 @@ class Sink:
                 await writing
         finally:
             if writing is not None and not writing.done():
-                writing.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await writing
+                await cancel_and_wait(writing)
 
     def _batch_size(self, writing: asyncio.Task[None] | None) -> int:
         """`batch_max`, except while nothing is being written (at start, or after an idle

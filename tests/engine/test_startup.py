@@ -1,4 +1,4 @@
-"""The engine's start-up steps run side by side (engine/startup.py)."""
+"""The engine's start-up steps run side by side (engine.tasks.side_by_side)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from engine.errors import UserError
-from engine.startup import side_by_side
+from engine.tasks import side_by_side
 
 
 async def test_steps_run_together_and_return_in_order() -> None:
