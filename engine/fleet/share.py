@@ -97,6 +97,13 @@ class FleetTargets:
         return since
 
     def _assigned(self, partitions: frozenset[int]) -> None:
+        if not partitions and not self.table.partitions:
+            # The group was formed before the targets topic existed (or before its metadata
+            # reached the leader): nothing to share yet, not too many agents. The leader
+            # rejoins once it sees the partitions (GroupMember's metadata refresh).
+            log.info("fleet: the targets topic has no partitions yet; waiting for it")
+            self._on_change()
+            return
         if not partitions and not self._said_idle:
             line = (
                 f"no partition of the targets topic for this agent: location {self.location!r} "

@@ -12,10 +12,11 @@ import pytest
 
 from bench.fleet_rig import double_and_missed
 from engine.agent.scheduler import clock_slot
+from engine.config.model import Config
 from engine.envelope import HeartbeatEvent, Invalid, decode_event, encode_heartbeat
 from engine.fleet.importing import read_import_file
 from engine.fleet.records import BadRecord, decode_target, encode_target, tombstone
-from engine.fleet.share import targets_to_check
+from engine.fleet.share import FleetTargets, targets_to_check
 from engine.headless.prom import render_metrics
 from engine.records.heartbeats import FleetAgent, Heartbeat
 from engine.stats import Stats
@@ -121,3 +122,17 @@ def test_an_import_lists_every_problem_and_returns_no_target(tmp_path: Path) -> 
     assert targets == []
     assert len(problems) == 3  # url, interval, duplicate name
     assert all("\n" not in p and str(path) in p for p in problems)
+
+
+def test_an_agent_given_nothing_says_too_many_agents_only_when_the_topic_has_partitions() -> None:
+    """Given nothing before the targets topic exists, an agent waits quietly (it takes its
+    share once the topic appears); given nothing from a topic that has partitions, there are
+    more agents than partitions, which the operator is told once."""
+    problems: list[str] = []
+    fleet = FleetTargets(Config(), "agent", lambda: None, problems.append, member=False)
+    fleet._assigned(frozenset())
+    assert problems == []
+    fleet.table.partitions = 3
+    fleet._assigned(frozenset())
+    fleet._assigned(frozenset())
+    assert len(problems) == 1 and "more agents than the topic has partitions (3)" in problems[0]
