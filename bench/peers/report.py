@@ -29,18 +29,32 @@ def drain_figures(system: str, drains: Sequence[Drain]) -> dict[str, Any]:
     }
 
 
+def _paired(r: dict[str, Any], best: str, key: str) -> float:
+    """The median over rounds of the sink's `key` over the best peer's in the same round.
+
+    The two ran back to back in each round (order alternating), so a round shares the box's
+    mood; rates on this box move by a fifth between rounds, which a ratio of medians taken
+    over different rounds carries into the ratio. Without per-round runs: ratio of medians."""
+    sink_runs, peer_runs = r.get("sink_runs") or [], r.get(f"{best}_runs") or []
+    pairs = [
+        a[key] / b[key] for a, b in zip(sink_runs, peer_runs, strict=False) if a[key] and b[key]
+    ]
+    if pairs:
+        return _median(pairs)
+    field = {"rows_per_s_steady": "rows_per_s", "rows_per_s_from_start": "rows_per_s_from_start"}
+    return float(r[f"sink_{field[key]}"] / r[f"{best}_{field[key]}"])
+
+
 def comparisons(r: dict[str, Any]) -> dict[str, Any]:
-    """The sink against the best peer present (by steady rows/s)."""
+    """The sink against the best peer present (by steady rows/s): per-round ratios' medians."""
     peers = [p for p in ("telegraf", "connect") if r.get(f"{p}_rows_per_s")]
     if not peers or not r.get("sink_rows_per_s"):
         return {}
     best = max(peers, key=lambda p: r[f"{p}_rows_per_s"])
     out: dict[str, Any] = {
         "best_peer": best,
-        "sink_vs_best_peer": round(r["sink_rows_per_s"] / r[f"{best}_rows_per_s"], 3),
-        "sink_vs_best_peer_from_start": round(
-            r["sink_rows_per_s_from_start"] / r[f"{best}_rows_per_s_from_start"], 3
-        ),
+        "sink_vs_best_peer": round(_paired(r, best, "rows_per_s_steady"), 3),
+        "sink_vs_best_peer_from_start": round(_paired(r, best, "rows_per_s_from_start"), 3),
         "sink_cpu_vs_best_peer": round(r["sink_cpu_us_per_row"] / r[f"{best}_cpu_us_per_row"], 3),
     }
     return out
