@@ -26,6 +26,7 @@ from engine.config import Config
 from engine.db.migrate import migrate
 from engine.envelope import CheckEvent, MetricsEvent, decode_event
 from engine.records.check_result import CHECK_FIELDS
+from engine.sink.copy_rows import COPY_SIGNATURE, COPY_TRAILER, event_copy_row
 from engine.sink.store import Store
 
 SAMPLE_TYPES = ("timestamptz", "int8", "float8")
@@ -64,6 +65,8 @@ class CopyData:
     """The whole data set as binary COPY streams, one (samples, checks) pair per batch."""
 
     chunks: list[tuple[bytes, bytes]]
+    ledgers: list[bytes]
+    """Per batch, its events' rows of the `events` ledger (the sink's exactly-once claims)."""
     messages: int
     rows: int
     days: set[date]
@@ -75,8 +78,10 @@ def copy_data_of(messages: Sequence[Message], batch: int) -> CopyData:
     events = decode_all(messages)
     series: dict[SeriesKey, int] = {}
     chunks: list[tuple[bytes, bytes]] = []
+    ledgers: list[bytes] = []
     for i in range(0, len(events), batch):
         part = events[i : i + batch]
+        ledgers.append(b"".join([COPY_SIGNATURE, *map(event_copy_row, part), COPY_TRAILER]))
         samples = [
             (e.observed_at, series.setdefault((e.agent, e.host, m, lab, u), len(series) + 1), v)
             for e in part
@@ -88,12 +93,15 @@ def copy_data_of(messages: Sequence[Message], batch: int) -> CopyData:
         ]
         chunks.append((copy_data(samples, SAMPLE_TYPES), copy_data(checks, CHECK_TYPES)))
     days = {e.observed_at.astimezone(UTC).date() for e in events}
-    return CopyData(chunks, len(messages), sum(m.rows for m in messages), days)
+    return CopyData(chunks, ledgers, len(messages), sum(m.rows for m in messages), days)
 
 
-async def raw_copy(config: Config, data: CopyData) -> Throughput:
+async def raw_copy(config: Config, data: CopyData, *, ledger: bool = False) -> Throughput:
     """Binary COPY of exactly the sink's rows, pre-built, one transaction per consumer batch,
-    into a freshly migrated schema (same tables, indexes and daily partitions)."""
+    into a freshly migrated schema (same tables, indexes and daily partitions).
+
+    `ledger`: each transaction also copies its events into the `events` ledger, as the sink
+    claims them for exactly-once: what that promise costs PostgreSQL, without any Python."""
     assert config.postgres.dsn is not None
     dsn = config.postgres.dsn.reveal()
     await migrate(dsn, config.postgres.schema)
@@ -106,12 +114,18 @@ async def raw_copy(config: Config, data: CopyData) -> Throughput:
         sql.Identifier(c) for c in ("ts", "event_id", "agent", *CHECK_FIELDS)
     )
     copy_checks = sql.SQL("COPY {}.checks ({}) FROM STDIN (FORMAT BINARY)")
+    copy_events = sql.SQL(
+        "COPY {}.events (event_id, observed_at, kind, agent) FROM STDIN (FORMAT BINARY)"
+    )
     conn = store.conn
     assert conn is not None
     try:
         started = time.perf_counter()
-        for sample_data, check_data in data.chunks:
+        for (sample_data, check_data), ledger_data in zip(data.chunks, data.ledgers, strict=True):
             async with conn.transaction(), conn.cursor() as cur:
+                if ledger:
+                    async with cur.copy(copy_events.format(schema)) as copy:
+                        await copy.write(ledger_data)
                 async with cur.copy(copy_samples.format(schema)) as copy:
                     await copy.write(sample_data)
                 async with cur.copy(copy_checks.format(schema, columns)) as copy:
