@@ -8,7 +8,9 @@ it is written event by event and the rejected events are dead-lettered with the 
 
 Pipelined one deep: while one batch is written (this process waits on PostgreSQL), the next is
 fetched and decoded, so Python and PostgreSQL work at the same time. Writes and offset commits
-still happen one batch at a time, in order.
+still happen one batch at a time, in order. Batches come from engine/sink/fetch.py: a backlog
+is drawn from every partition at once, so a batch mixes check events and samples as they were
+produced.
 """
 
 from __future__ import annotations
@@ -42,8 +44,8 @@ from engine.sink.decode import (
     decode_messages,
     keep_startup_out_of_gc,
     loop_keeps_pace,
-    oldest_first,
 )
+from engine.sink.fetch import Batches, Records
 from engine.sink.offsets import adopt_orphaned_commits, partition_lag
 from engine.sink.poison import write_one_by_one
 from engine.sink.store import DeadLetter, Encoded, Store, WriteResult
@@ -77,11 +79,9 @@ class Sink:
         self.max_age = timedelta(days=config.consumer.max_event_age_days)
         self._stopping = asyncio.Event()
         self._last_lag_at = 0.0
-        # First offset of the batch waiting for PostgreSQL, per partition (lag counts from it).
-        self._pending: dict[TopicPartition, int] = {}
         self.fleet = HeartbeatKeeper(self.store, self.stats)
         self._write_error: str | None = None  # the last write failure said, until one works
-        self._unwritten: list[dict[TopicPartition, int]] = []  # `Batch.first`s, oldest first
+        self.batches = Batches(stats)
         # Names the cause when Kafka refuses our settings after start (see engine.kafka.watch).
         self._watch = SettingsWatch(config.kafka, stats, "consumer")
         self._kafka_checked_at = 0.0  # last message or metadata answer (monotonic)
@@ -187,12 +187,12 @@ class Sink:
         keep_startup_out_of_gc()
         flush_ms = self.config.consumer.flush_ms
         writing: asyncio.Task[None] | None = None  # the batch in PostgreSQL's hands
+        batches = self.batches
         try:
             while not self._stopping.is_set() and self.consumer is not None:
                 try:
-                    batch = await self.consumer.getmany(
-                        timeout_ms=flush_ms, max_records=self._batch_size(writing)
-                    )
+                    limit = self._batch_size(writing)
+                    batch, first = await batches.next(self.consumer, flush_ms, limit)
                 except KafkaError as exc:
                     self._kafka_down()
                     self.stats.error("consumer", f"Kafka fetch failed: {type(exc).__name__}")
@@ -200,7 +200,7 @@ class Sink:
                     continue
                 if batch:
                     self._kafka_up()
-                    decoded = await self._decode(batch)  # while the previous batch is written
+                    decoded = await self._decode(batch, first)  # while the previous is written
                     if writing is not None:
                         await writing
                     writing = asyncio.create_task(self._store(decoded), name="sink-write")
@@ -223,7 +223,7 @@ class Sink:
         batch_max = self.config.consumer.batch_max
         return batch_max if writing is not None else min(batch_max, FIRST_BATCH_MAX)
 
-    async def _decode(self, batch: dict[TopicPartition, list[object]]) -> Batch:
+    async def _decode(self, batch: Records, first: dict[TopicPartition, int]) -> Batch:
         """Decode and encode `batch` in a worker thread while the previous batch is written.
 
         The work is pure CPU and takes a good part of a second for a full batch. Done on the
@@ -233,10 +233,6 @@ class Sink:
         gets its turn within a millisecond. Only this thread writes the store's caches
         meanwhile; the loop thread's series resolution adds entries, which a dict takes safely
         under the GIL."""
-        self.stats.consumed.total += sum(map(len, batch.values()))
-        first = {tp: msgs[0].offset for tp, msgs in batch.items() if msgs}  # type: ignore[attr-defined]
-        self._unwritten.append(first)
-        self._pending = oldest_first(self._unwritten)
         beats: list[HeartbeatEvent] = []
         with loop_keeps_pace():
             metrics, checks, dead, offsets, encoded = await asyncio.to_thread(
@@ -246,7 +242,7 @@ class Sink:
         return Batch(metrics, checks, dead, offsets, first, encoded)
 
     def _decode_in_thread(
-        self, batch: dict[TopicPartition, list[object]], beats: list[HeartbeatEvent]
+        self, batch: Records, beats: list[HeartbeatEvent]
     ) -> tuple[
         list[MetricsEvent], list[CheckEvent], list[DeadLetter], dict[TopicPartition, int], Encoded
     ]:
@@ -267,8 +263,7 @@ class Sink:
                 return
             await self._commit(batch.offsets)
         finally:
-            self._unwritten = [f for f in self._unwritten if f is not batch.first]
-            self._pending = oldest_first(self._unwritten)
+            self.batches.written(batch.first)
 
     async def _write_until_done(
         self,
@@ -366,7 +361,7 @@ class Sink:
         if self.consumer is None or now - self._last_lag_at < 1.0:
             return
         self._last_lag_at = now
-        self.stats.lag = await partition_lag(self.consumer, self._pending)
+        self.stats.lag = await partition_lag(self.consumer, self.batches.pending)
 
     async def stop(self) -> None:
         """Stop after the current batch; bounded by the caller's timeout."""

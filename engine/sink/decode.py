@@ -66,15 +66,6 @@ def keep_startup_out_of_gc() -> None:
     gc.set_threshold(max(gen0, 100_000), gen1, gen2)
 
 
-def oldest_first(batches: list[dict[TopicPartition, int]]) -> dict[TopicPartition, int]:
-    """Per partition, the first offset of the oldest batch not yet in PostgreSQL."""
-    pending: dict[TopicPartition, int] = {}
-    for first in batches:
-        for tp, offset in first.items():
-            pending.setdefault(tp, offset)
-    return pending
-
-
 def decode_messages(
     batch: dict[TopicPartition, list[object]],
     max_age: timedelta,
