@@ -1,6 +1,6 @@
 """The real consumer (engine/sink/consume.py) under measurement.
 
-The sink runs unmodified; the benchmark only wraps its store's `write_batch` to note the moment
+The sink runs unmodified; the benchmark only listens on its `on_written` hook to note the moment
 each batch's transaction committed (and, for freshness, how old its events were by then).
 """
 
@@ -10,7 +10,6 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime
-from typing import Any
 
 from bench.kafka_parts import TIMEOUT_S, wait_assigned
 from bench.measure import Throughput
@@ -18,6 +17,7 @@ from engine.config import Config
 from engine.db.migrate import migrate
 from engine.envelope import CheckEvent, MetricsEvent
 from engine.sink.consume import Sink
+from engine.sink.decode import Batch
 from engine.sink.store import WriteResult
 from engine.stats import Stats
 
@@ -46,23 +46,19 @@ class SinkRunner:
         await migrate(self.config.postgres.dsn.reveal(), self.config.postgres.schema)
         await self.sink.connect_postgres()
         await self.sink.store.ensure_partitions(days)
-        original = self.sink.store.write_batch
-
-        async def timed(metrics: Any, checks: Any, dead: Any, *rest: Any) -> WriteResult:
-            result = await original(metrics, checks, dead, *rest)
-            self.last_commit = time.perf_counter()
-            self.rows += result.rows
-            self.events += result.events
-            if self._on_commit is not None:
-                self._on_commit(metrics, checks, datetime.now(UTC))
-            if self._want_rows is not None and self.rows >= self._want_rows:
-                self._reached.set()
-            return result
-
-        setattr(self.sink.store, "write_batch", timed)  # noqa: B010 - instrumenting an instance
+        self.sink.on_written = self._written
         self._task = asyncio.create_task(self.sink.run(), name="bench-sink")
         async with asyncio.timeout(60):
             return await wait_assigned(lambda: self.sink.consumer)
+
+    def _written(self, batch: Batch, result: WriteResult) -> None:
+        self.last_commit = time.perf_counter()
+        self.rows += result.rows
+        self.events += result.events
+        if self._on_commit is not None:
+            self._on_commit(batch.metrics, batch.checks, datetime.now(UTC))
+        if self._want_rows is not None and self.rows >= self._want_rows:
+            self._reached.set()
 
     async def wait_rows(self, rows: int) -> None:
         self._want_rows = rows

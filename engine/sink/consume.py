@@ -6,19 +6,21 @@ a partition never stalls on a poison message) -> one PostgreSQL transaction (eng
 no offset moves; lag grows and drains later. If the database rejects a batch for its content,
 it is written event by event and the rejected events are dead-lettered with the SQL state.
 
-Pipelined one deep: while one batch is written (this process waits on PostgreSQL), the next is
-fetched and decoded, so Python and PostgreSQL work at the same time. Writes and offset commits
-still happen one batch at a time, in order. Batches come from engine/sink/fetch.py: a backlog
-is drawn from every partition at once, so a batch mixes check events and samples as they were
-produced.
+Pipelined: while one batch is written (this process waits on PostgreSQL), the next is fetched
+and decoded, so Python and PostgreSQL work at the same time. A decoded batch is queued on the
+writer thread (engine/sink/row_writer.py), whose transactions follow each other without waiting
+for the event loop; a batch that thread cannot take goes the careful way on the store's
+connection. Offsets are committed in batch order, each only once every batch before it is in
+PostgreSQL. Batches come from engine/sink/fetch.py: a backlog is drawn from every partition at
+once, so a batch mixes check events and samples as they were produced.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TypeVar
@@ -35,9 +37,7 @@ from engine.db.pg_errors import (
     rejects_content,
 )
 from engine.envelope import CheckEvent, HeartbeatEvent, MetricsEvent
-from engine.errors import ConfigError, ConnectError
-from engine.kafka.settings import client_kwargs, describe_kafka_error
-from engine.kafka.watch import SettingsWatch
+from engine.errors import ConnectError
 from engine.sink.agents import HeartbeatKeeper
 from engine.sink.decode import (
     Batch,
@@ -46,22 +46,22 @@ from engine.sink.decode import (
     loop_keeps_pace,
 )
 from engine.sink.fetch import Batches, Records
+from engine.sink.kafka_link import KafkaLink
 from engine.sink.offsets import adopt_orphaned_commits, partition_lag
 from engine.sink.poison import write_one_by_one
+from engine.sink.row_writer import RowWriter
 from engine.sink.store import DeadLetter, Encoded, Store, WriteResult
 from engine.stats import ConnState, Stats
-from engine.tasks import cancel_and_wait
+from engine.tasks import cancel_and_wait, sleep_unless
 
 T = TypeVar("T")
 
 log = logging.getLogger("metrictui.sink")
 
-# aiokafka's consumer reconnects by itself, and while no broker takes it getmany() just comes
-# back empty: after this long without a message, a metadata request tells "nothing to read"
-# apart from "Kafka is away or refuses us".
-KAFKA_IDLE_CHECK_S = 5.0
 # Messages in a batch fetched while the pipeline is empty (see Sink._batch_size).
 FIRST_BATCH_MAX = 500
+# Batches handed on and not yet done: one being written, one queued right behind it.
+IN_FLIGHT_MAX = 2
 
 
 class Sink:
@@ -75,17 +75,22 @@ class Sink:
         if dsn is None:
             raise ConnectError("[postgres] dsn is not set: the consumer needs a PostgreSQL DSN")
         self.store = Store(dsn.reveal(), config.postgres.schema)
-        self.consumer: AIOKafkaConsumer | None = None
+        self.writer = RowWriter(dsn.reveal(), config.postgres.schema)
+        self._db = asyncio.Lock()  # one task at a time on the store's connection
+        self.on_written: Callable[[Batch, WriteResult], None] | None = None
+        """Called once a batch's rows are committed (the benchmarks time the sink by it)."""
         self.max_age = timedelta(days=config.consumer.max_event_age_days)
         self._stopping = asyncio.Event()
+        self.kafka = KafkaLink(config, stats, client_id, self._stopping)
         self._last_lag_at = 0.0
         self.fleet = HeartbeatKeeper(self.store, self.stats)
         self._write_error: str | None = None  # the last write failure said, until one works
         self.batches = Batches(stats)
-        # Names the cause when Kafka refuses our settings after start (see engine.kafka.watch).
-        self._watch = SettingsWatch(config.kafka, stats, "consumer")
-        self._kafka_checked_at = 0.0  # last message or metadata answer (monotonic)
-        self._retired: asyncio.Task[None] | None = None  # a replaced consumer, stopping
+
+    @property
+    def consumer(self) -> AIOKafkaConsumer | None:
+        """The running Kafka consumer; None until it first started."""
+        return self.kafka.consumer
 
     async def connect_postgres(self) -> None:
         """First connection; wrong credentials raise ConnectError, other failures propagate."""
@@ -97,131 +102,50 @@ class Sink:
             raise
         self.stats.postgres_state = ConnState.CONNECTED
 
-    def _new_consumer(self) -> AIOKafkaConsumer:
-        k = self.config.kafka
-        return AIOKafkaConsumer(
-            k.metrics_topic,
-            k.checks_topic,
-            **client_kwargs(k, self.client_id),
-            group_id=self.config.consumer.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=self.config.consumer.batch_max,
-            fetch_max_wait_ms=min(500, self.config.consumer.flush_ms),
-            max_partition_fetch_bytes=4 * 1024 * 1024,
-        )
-
-    async def _start_consumer(self) -> None:
-        backoff = 0.5
-        while not self._stopping.is_set():
-            consumer: AIOKafkaConsumer | None = None
-            try:
-                consumer = self._new_consumer()  # ConfigError: a TLS file unreadable just now
-                async with asyncio.timeout(self.config.kafka.request_timeout_s + 5):
-                    await consumer.start()
-            except (KafkaError, OSError, TimeoutError, ConfigError) as exc:
-                if consumer is not None:
-                    with contextlib.suppress(Exception):
-                        async with asyncio.timeout(2):
-                            await consumer.stop()
-                self._kafka_down()
-                log.warning(
-                    "Kafka consumer cannot connect to %s (%s); retrying",
-                    self.config.kafka.bootstrap_servers,
-                    describe_kafka_error(exc),
-                )
-                await self._sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
-                continue
-            self.consumer = consumer
-            self._kafka_up()
-            return
-
-    def _kafka_up(self) -> None:
-        self._kafka_checked_at = time.monotonic()
-        self.stats.set_kafka_state("consumer", ConnState.CONNECTED)
-        self._watch.up()
-
-    def _kafka_down(self) -> None:
-        self.stats.set_kafka_state("consumer", ConnState.DOWN)
-        self._watch.down()
-
-    async def _check_kafka(self) -> None:
-        """While no message arrives, ask for metadata every KAFKA_IDLE_CHECK_S (bounded):
-        only an answer proves the consumer still reaches Kafka with our settings."""
-        now = time.monotonic()
-        if self.consumer is None or now - self._kafka_checked_at < KAFKA_IDLE_CHECK_S:
-            return
-        self._kafka_checked_at = now
-        try:
-            async with asyncio.timeout(self.config.kafka.request_timeout_s):
-                await self.consumer.topics()
-        except (KafkaError, OSError, TimeoutError):
-            self._kafka_down()
-            if self._watch.settings_work:
-                await self._rebuild_consumer()
-            return
-        self._kafka_up()
-
-    async def _rebuild_consumer(self) -> None:
-        """A probe with the settings as they are now gets through, and this consumer still
-        cannot: aiokafka reuses the TLS context it was built with on every reconnect, so a CA,
-        certificate or key rotated on disk since (the fix for a replaced broker CA) reaches
-        only a new consumer. The old one stays in place until the new one runs, and is
-        stopped in the background: aiokafka's stop() can outlast its timeout on a consumer
-        that cannot reach the broker, and must not hold up consuming."""
-        log.info("Kafka takes the [kafka] settings as they are now; reconnecting the consumer")
-        old = self.consumer
-        await self._start_consumer()
-        if old is not None and old is not self.consumer:
-            self._retired = asyncio.create_task(_stop_quietly(old), name="sink-old-consumer")
-
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._stopping.wait()
-
     async def run(self) -> None:
         """Consume until `stop()`; each batch is in PostgreSQL before its offsets commit."""
-        await asyncio.gather(self._start_consumer(), self.store.prepare_today())
+        await asyncio.gather(self.kafka.start(), self.store.prepare_today())
         keep_startup_out_of_gc()
         flush_ms = self.config.consumer.flush_ms
-        writing: asyncio.Task[None] | None = None  # the batch in PostgreSQL's hands
+        in_flight: deque[asyncio.Task[bool]] = deque()  # oldest first; True: offsets committed
         batches = self.batches
         try:
             while not self._stopping.is_set() and self.consumer is not None:
                 try:
-                    limit = self._batch_size(writing)
+                    limit = self._batch_size(bool(in_flight))
                     batch, first = await batches.next(self.consumer, flush_ms, limit)
                 except KafkaError as exc:
-                    self._kafka_down()
+                    self.kafka.down()
                     self.stats.error("consumer", f"Kafka fetch failed: {type(exc).__name__}")
-                    await self._sleep(1.0)
+                    await sleep_unless(self._stopping, 1.0)
                     continue
                 if batch:
-                    self._kafka_up()
-                    decoded = await self._decode(batch, first)  # while the previous is written
-                    if writing is not None:
-                        await writing
-                    writing = asyncio.create_task(self._store(decoded), name="sink-write")
+                    self.kafka.up()
+                    decoded = await self._decode(batch, first)  # while earlier ones are written
+                    while len(in_flight) >= IN_FLIGHT_MAX:
+                        await in_flight.popleft()  # raises what its write raised
+                    fast = await self._submit(decoded)
+                    previous = in_flight[-1] if in_flight else None
+                    store = self._store(decoded, fast, previous)
+                    in_flight.append(asyncio.create_task(store, name="sink-write"))
                 else:
-                    await self._check_kafka()
-                    if writing is not None and writing.done():
-                        done, writing = writing, None
-                        await done  # raises what the write raised
+                    await self.kafka.check()
+                    while in_flight and in_flight[0].done():
+                        await in_flight.popleft()
                 await self._update_lag()
-            if writing is not None:
-                await writing
+            while in_flight:
+                await in_flight.popleft()
         finally:
-            if writing is not None and not writing.done():
-                await cancel_and_wait(writing)
+            for task in in_flight:
+                if not task.done():
+                    await cancel_and_wait(task)
 
-    def _batch_size(self, writing: asyncio.Task[None] | None) -> int:
+    def _batch_size(self, writing: bool) -> int:
         """`batch_max`, except while nothing is being written (at start, or after an idle
         spell): then a small batch, so PostgreSQL starts on it while the next, full batch is
         decoded, instead of idling through a whole batch's decoding first."""
         batch_max = self.config.consumer.batch_max
-        return batch_max if writing is not None else min(batch_max, FIRST_BATCH_MAX)
+        return batch_max if writing else min(batch_max, FIRST_BATCH_MAX)
 
     async def _decode(self, batch: Records, first: dict[TopicPartition, int]) -> Batch:
         """Decode and encode `batch` in a worker thread while the previous batch is written.
@@ -249,19 +173,47 @@ class Sink:
         metrics, checks, dead, offsets = decode_messages(batch, self.max_age, beats)
         return metrics, checks, dead, offsets, self.store.encode(metrics, checks)
 
-    async def _store(self, batch: Batch) -> None:
-        """Write one decoded batch, then commit its offsets (never before its rows are in)."""
+    async def _submit(self, batch: Batch) -> asyncio.Future[WriteResult] | None:
+        """Queue the batch on the writer thread, once its partitions and new series are
+        committed; None if it must go the careful way (which also says what went wrong)."""
+        if not self.store.connected:
+            return None
         try:
-            result = await self._write_until_done(
-                batch.metrics, batch.checks, batch.dead, batch.encoded
-            )
+            async with self._db:
+                await self.store.prepare(batch.encoded)
+        except (psycopg.Error, OSError):
+            return None
+        return self.writer.submit(batch.metrics, batch.checks, batch.dead, batch.encoded)
+
+    async def _store(
+        self,
+        batch: Batch,
+        fast: asyncio.Future[WriteResult] | None,
+        previous: asyncio.Task[bool] | None,
+    ) -> bool:
+        """Wait for the batch's rows (from the writer thread, else written the careful way),
+        then commit its offsets, never before its rows and every earlier batch's are in.
+        True if its offsets were committed; False when stopping first."""
+        try:
+            result = await _fast_result(fast)
+            if result is not None:
+                self._writes_work()
+            else:
+                result = await self._write_until_done(
+                    batch.metrics, batch.checks, batch.dead, batch.encoded
+                )
             if result is None:
-                return  # stopping: nothing committed, the batch is read again next time
+                return False  # stopping: nothing committed, the batch is read again next time
             self._account(result)
+            if self.on_written is not None:
+                self.on_written(batch, result)
             # The batch's offsets also wait for its heartbeats (retried the same way).
             if await self._until_stored(lambda: self.fleet.keep(batch.checks)) is None:
-                return
+                return False
+            if previous is not None and not await previous:
+                return False  # an earlier batch is not in: its offsets and these wait
             await self._commit(batch.offsets)
+            return True
         finally:
             self.batches.written(batch.first)
 
@@ -296,27 +248,31 @@ class Sink:
         backoff = 0.5
         while not self._stopping.is_set():
             try:
-                if not self.store.connected:
-                    await self.store.close()
-                    await self.store.connect()
-                    log.info("PostgreSQL connection restored")
-                result = await attempt()
-                if self._write_error is not None:
-                    log.info("PostgreSQL takes writes again")
-                    self._write_error = None
-                self.stats.postgres_state = ConnState.CONNECTED
-                self.stats.postgres_problem = None
+                async with self._db:
+                    if not self.store.connected:
+                        await self.store.close()
+                        await self.store.connect()
+                        log.info("PostgreSQL connection restored")
+                    result = await attempt()
+                self._writes_work()
                 return result
             except psycopg.Error as exc:
                 self._say_write_error(exc)
                 self.stats.postgres_state = ConnState.DOWN
                 if isinstance(exc, psycopg.OperationalError) or not self.store.connected:
                     await self.store.close()
-                await self._sleep(backoff)
+                await sleep_unless(self._stopping, backoff)
                 backoff = min(backoff * 2, 5.0)
                 # The operator watches the lag grow while the database is away.
                 await self._update_lag()
         return None
+
+    def _writes_work(self) -> None:
+        if self._write_error is not None:
+            log.info("PostgreSQL takes writes again")
+            self._write_error = None
+        self.stats.postgres_state = ConnState.CONNECTED
+        self.stats.postgres_problem = None
 
     def _say_write_error(self, exc: psycopg.Error) -> None:
         """Once per distinct cause, not per retry; with what to fix when only the operator can
@@ -368,19 +324,17 @@ class Sink:
         self._stopping.set()
 
     async def close(self) -> None:
-        await self._watch.close()
-        if self._retired is not None and not self._retired.done():
-            self._retired.cancel()
-        if self.consumer is not None:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(5):
-                    await self.consumer.stop()
-            self.consumer = None
+        await self.kafka.close()
+        await self.writer.close()
         await self.store.close()
 
 
-async def _stop_quietly(consumer: AIOKafkaConsumer) -> None:
-    """Stop a consumer that is being replaced; bounded, and nothing it raises matters."""
-    with contextlib.suppress(Exception):
-        async with asyncio.timeout(10):
-            await consumer.stop()
+async def _fast_result(fast: asyncio.Future[WriteResult] | None) -> WriteResult | None:
+    """The writer thread's result; None if there is none, or if the thread's write failed:
+    a replay, rejected content or PostgreSQL trouble, which the careful way tells apart."""
+    if fast is None:
+        return None
+    try:
+        return await fast
+    except psycopg.Error:
+        return None

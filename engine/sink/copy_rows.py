@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import operator
 import struct
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
+
+from psycopg import sql
 
 from engine.envelope import CheckEvent, MetricsEvent
 from engine.records.check_result import CHECK_FIELDS, ROW_SPECS, Kind
@@ -69,7 +72,7 @@ _CHECK_COLUMNS = 3 + len(CHECK_FIELDS)  # ts, event_id, agent, then the result's
 
 
 def check_copy_row(e: CheckEvent) -> bytes:
-    """One `checks` row in binary COPY format, in the column order of `_copy_checks`.
+    """One `checks` row in binary COPY format, in the column order of `copy_checks`.
 
     The envelope decoder guarantees the types (and that timings fit a `real`)."""
     head = _CHECK_HEAD.pack(_CHECK_COLUMNS, 8, pg_micros(e.observed_at), 16)
@@ -124,3 +127,39 @@ class SampleRows:
         args[1::4] = [micros] * self._rows
         args[3::4] = values  # ValueError if the values do not fit the shape
         return self._struct.pack(*args)
+
+
+# The statements the rows above are made for; the store's careful path and the writer thread's
+# fast path (engine/sink/row_writer.py) send the same ones.
+
+
+def _table(schema: str, name: str) -> sql.Composed:
+    return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(name))
+
+
+def copy_events(schema: str) -> sql.Composed:
+    """COPY of `event_copy_row` rows into the `events` ledger."""
+    statement = sql.SQL("COPY {} (event_id, observed_at, kind, agent) FROM STDIN (FORMAT BINARY)")
+    return statement.format(_table(schema, "events"))
+
+
+def copy_samples(schema: str) -> sql.Composed:
+    """COPY of `SampleRows.pack` rows into `samples`."""
+    statement = sql.SQL("COPY {} (ts, series_id, value) FROM STDIN (FORMAT BINARY)")
+    return statement.format(_table(schema, "samples"))
+
+
+def copy_checks(schema: str) -> sql.Composed:
+    """COPY of `check_copy_row` rows into `checks`."""
+    columns = sql.SQL(", ").join(
+        sql.Identifier(c) for c in ("ts", "event_id", "agent", *CHECK_FIELDS)
+    )
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)")
+    return statement.format(_table(schema, "checks"), columns)
+
+
+def copy_stream(
+    rows: Mapping[uuid.UUID, bytes], events: Iterable[MetricsEvent | CheckEvent]
+) -> bytes:
+    """One binary COPY stream: the rows of `events`, in their order, from `rows` by event id."""
+    return b"".join([COPY_SIGNATURE, *(rows[e.event_id] for e in events), COPY_TRAILER])

@@ -22,7 +22,6 @@ import psycopg
 from psycopg import sql
 
 from engine.envelope import CheckEvent, MetricsEvent
-from engine.records.check_result import CHECK_FIELDS
 from engine.records.samples import Shape
 from engine.sink.claims import claim_events
 from engine.sink.copy_rows import (
@@ -30,6 +29,10 @@ from engine.sink.copy_rows import (
     COPY_TRAILER,
     SampleRows,
     check_copy_row,
+    copy_checks,
+    copy_events,
+    copy_samples,
+    copy_stream,
     event_copy_row,
     pg_micros,
 )
@@ -230,8 +233,7 @@ class Store:
         started = time.perf_counter()
         result = WriteResult()
         encoded = encoded if encoded is not None else self.encode(metrics, checks)
-        await self.ensure_partitions(encoded.days)
-        await self._resolve_unknown(encoded)
+        await self.prepare(encoded)
         try:
             await self._write_transaction(metrics, checks, dead, encoded, result)
         except _AlreadyClaimed:
@@ -241,6 +243,12 @@ class Store:
             await self._write_transaction(metrics, checks, dead, encoded, result, replay=True)
         result.elapsed_ms = (time.perf_counter() - started) * 1000
         return result
+
+    async def prepare(self, encoded: Encoded) -> None:
+        """What a batch's transaction needs committed first: its days' partitions and the
+        ids of series `encode` did not know (whose events are encoded here)."""
+        await self.ensure_partitions(encoded.days)
+        await self._resolve_unknown(encoded)
 
     async def _write_transaction(
         self,
@@ -293,13 +301,12 @@ class Store:
         return await claim_events(self.conn, self.schema, events)
 
     async def _copy_events(self, data: bytes) -> None:
+        await self._copy(copy_events(self.schema), data)
+
+    async def _copy(self, statement: sql.Composed, data: bytes) -> None:
         assert self.conn is not None
-        async with self.conn.cursor() as cur:
-            copy_sql = sql.SQL(
-                "COPY {} (event_id, observed_at, kind, agent) FROM STDIN (FORMAT BINARY)"
-            )
-            async with cur.copy(copy_sql.format(self._t("events"))) as copy:
-                await copy.write(data)
+        async with self.conn.cursor() as cur, cur.copy(statement) as copy:
+            await copy.write(data)
 
     def encode(self, metrics: Sequence[MetricsEvent], checks: Sequence[CheckEvent]) -> Encoded:
         """Binary COPY rows of every event, by event id (the first of a repeated event, as
@@ -354,26 +361,13 @@ class Store:
     async def _copy_samples(
         self, events: Sequence[MetricsEvent], rows: Mapping[uuid.UUID, bytes]
     ) -> int:
-        assert self.conn is not None
-        data = b"".join([COPY_SIGNATURE, *(rows[e.event_id] for e in events), COPY_TRAILER])
-        async with self.conn.cursor() as cur:
-            copy_sql = sql.SQL("COPY {} (ts, series_id, value) FROM STDIN (FORMAT BINARY)")
-            async with cur.copy(copy_sql.format(self._t("samples"))) as copy:
-                await copy.write(data)
+        await self._copy(copy_samples(self.schema), copy_stream(rows, events))
         return sum(len(e.values) for e in events)
 
     async def _copy_checks(
         self, events: Sequence[CheckEvent], rows: Mapping[uuid.UUID, bytes]
     ) -> int:
-        assert self.conn is not None
-        columns = sql.SQL(", ").join(
-            sql.Identifier(c) for c in ("ts", "event_id", "agent", *CHECK_FIELDS)
-        )
-        data = b"".join([COPY_SIGNATURE, *(rows[e.event_id] for e in events), COPY_TRAILER])
-        async with self.conn.cursor() as cur:
-            copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)")
-            async with cur.copy(copy_sql.format(self._t("checks"), columns)) as copy:
-                await copy.write(data)
+        await self._copy(copy_checks(self.schema), copy_stream(rows, events))
         return len(events)
 
     async def _insert_dead_letters(self, dead: Sequence[DeadLetter]) -> int:

@@ -463,32 +463,47 @@ def scrape(port: int) -> dict[str, float]:
 
 # A real consumer process that SIGKILLs itself at a chosen point of the sink's batch cycle:
 # "before-db-commit" dies inside the PostgreSQL transaction (rows inserted, not committed),
+# on the writer thread's fast path or the store's careful one, whichever writes the batch;
 # "after-db-commit" dies once the transaction committed but before the Kafka offset commit.
 # The kill comes on the batch after FAULT_CRASH_AFTER good batches.
 CRASHING_CONSUMER = """
 import os, signal, sys
 from engine.sink import consume as sink
-from engine.sink import store
+from engine.sink import row_writer, store
 
 point = os.environ["FAULT_CRASH_POINT"]
 after = int(os.environ["FAULT_CRASH_AFTER"])
 calls = [0]
 
+def doomed():
+    calls[0] += 1
+    return calls[0] > after
+
 def wrap(cls, name, kill_before):
     original = getattr(cls, name)
     async def wrapper(self, *args, **kwargs):
-        calls[0] += 1
-        doomed = calls[0] > after
-        if doomed and kill_before:
+        dies = doomed()
+        if dies and kill_before:
             os.kill(os.getpid(), signal.SIGKILL)
         result = await original(self, *args, **kwargs)
-        if doomed:
+        if dies:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return result
+    setattr(cls, name, wrapper)
+
+def wrap_thread(cls, name):
+    original = getattr(cls, name)
+    def wrapper(self, *args, **kwargs):
+        dies = doomed()
+        result = original(self, *args, **kwargs)
+        if dies:
             os.kill(os.getpid(), signal.SIGKILL)
         return result
     setattr(cls, name, wrapper)
 
 if point == "before-db-commit":
     wrap(store.Store, "_claim_events", kill_before=False)  # inside the batch transaction
+    wrap_thread(row_writer.RowWriter, "_copy_rows")  # the same, on the writer thread
 elif point == "after-db-commit":
     wrap(sink.Sink, "_commit", kill_before=True)  # write_batch has returned: committed
 else:
