@@ -320,7 +320,8 @@ class Sink:
         self.stats.lag = await partition_lag(self.consumer, self.batches.pending)
 
     async def stop(self) -> None:
-        """Stop after the current batch; bounded by the caller's timeout."""
+        """Stop once the batches in flight (at most two) are written; bounded by the caller's
+        timeout."""
         self._stopping.set()
 
     async def close(self) -> None:
