@@ -337,5 +337,8 @@ async def _fast_result(fast: asyncio.Future[WriteResult] | None) -> WriteResult 
         return None
     try:
         return await fast
-    except psycopg.Error:
+    except psycopg.Error as exc:
+        # Said by the careful way if it persists; here only for tracing a fast path that
+        # keeps falling back (each fallback writes the batch a second time round).
+        log.debug("writer thread gave the batch back (%s)", type(exc).__name__)
         return None
