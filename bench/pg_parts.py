@@ -96,12 +96,16 @@ def copy_data_of(messages: Sequence[Message], batch: int) -> CopyData:
     return CopyData(chunks, ledgers, len(messages), sum(m.rows for m in messages), days)
 
 
-async def raw_copy(config: Config, data: CopyData, *, ledger: bool = False) -> Throughput:
+async def raw_copy(
+    config: Config, data: CopyData, *, ledger: bool = False, connections: int = 1
+) -> Throughput:
     """Binary COPY of exactly the sink's rows, pre-built, one transaction per consumer batch,
     into a freshly migrated schema (same tables, indexes and daily partitions).
 
     `ledger`: each transaction also copies its events into the `events` ledger, as the sink
-    claims them for exactly-once: what that promise costs PostgreSQL, without any Python."""
+    claims them for exactly-once: what that promise costs PostgreSQL, without any Python.
+    `connections`: the batches are dealt out in turn to this many connections copying side by
+    side, as the sink's `[consumer] writers` do: the ceiling for a sink that writes that way."""
     assert config.postgres.dsn is not None
     dsn = config.postgres.dsn.reveal()
     await migrate(dsn, config.postgres.schema)
@@ -117,11 +121,10 @@ async def raw_copy(config: Config, data: CopyData, *, ledger: bool = False) -> T
     copy_events = sql.SQL(
         "COPY {}.events (event_id, observed_at, kind, agent) FROM STDIN (FORMAT BINARY)"
     )
-    conn = store.conn
-    assert conn is not None
-    try:
-        started = time.perf_counter()
-        for (sample_data, check_data), ledger_data in zip(data.chunks, data.ledgers, strict=True):
+    batches = list(zip(data.chunks, data.ledgers, strict=True))
+
+    async def copy_share(conn: psycopg.AsyncConnection[Any], share: int) -> None:
+        for (sample_data, check_data), ledger_data in batches[share::connections]:
             async with conn.transaction(), conn.cursor() as cur:
                 if ledger:
                     async with cur.copy(copy_events.format(schema)) as copy:
@@ -130,8 +133,18 @@ async def raw_copy(config: Config, data: CopyData, *, ledger: bool = False) -> T
                     await copy.write(sample_data)
                 async with cur.copy(copy_checks.format(schema, columns)) as copy:
                     await copy.write(check_data)
+
+    assert store.conn is not None
+    conns = [store.conn]
+    try:
+        for _ in range(connections - 1):
+            conns.append(await psycopg.AsyncConnection.connect(dsn, autocommit=True))
+        started = time.perf_counter()
+        await asyncio.gather(*(copy_share(conn, i) for i, conn in enumerate(conns)))
         elapsed = time.perf_counter() - started
     finally:
+        for extra in conns[1:]:
+            await extra.close()
         await store.close()
     return Throughput(data.messages, data.rows, elapsed)
 

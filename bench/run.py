@@ -43,6 +43,7 @@ from bench.sink_parts import sink_drain
 from bench.tui_parts import engine_drain
 from bench.webserver import LocalWebServer
 from bench.workload import Message, days_of, encode, iter_workload, sample_template
+from engine.sink.consume import writer_count
 
 PARTS = ("sink", "producer", "freshness", "checks", "agent", "tui", "fleet")
 KEYS = (
@@ -50,6 +51,8 @@ KEYS = (
     "raw_copy_rows_per_s",
     "raw_copy_ledger_rows_per_s",
     "ledger_vs_copy",
+    "raw_copy_parallel_rows_per_s",
+    "sink_vs_parallel_copy",
     "raw_consume_msgs_per_s",
     "naive_rows_per_s",
     "sink_vs_copy",
@@ -135,9 +138,10 @@ class Run:
         rows, days = sum(m.rows for m in messages), days_of(messages)
         copy_data = copy_data_of(messages, self.scale.batch_max)
         env, r = self.env, self.results
-        consume, copy, sink, ledger = [], [], [], []
+        consume, copy, sink, ledger, parallel = [], [], [], [], []
+        writers = writer_count(data_config)
         for i in range(self.scale.repeat):
-            steps = ["consume", "copy", "sink", "ledger"]
+            steps = ["consume", "copy", "sink", "ledger", "parallel"]
             for step in steps if i % 2 == 0 else steps[::-1]:
                 if step == "consume":
                     t = await raw_consume(data_config, len(messages))
@@ -149,6 +153,10 @@ class Run:
                     config, _ = env.config(f"led{i}", env.names(f"led{i}", topics_of="data"))
                     t = await raw_copy(config, copy_data, ledger=True)
                     ledger.append(self.note("COPY + ledger", t))
+                elif step == "parallel":
+                    config, _ = env.config(f"par{i}", env.names(f"par{i}", topics_of="data"))
+                    t = await raw_copy(config, copy_data, connections=writers)
+                    parallel.append(self.note(f"raw COPY, {writers} connections", t))
                 else:
                     config, _ = env.config(f"sink{i}", env.names(f"sink{i}", topics_of="data"))
                     t = await sink_drain(config, rows, len(messages), days)
@@ -166,6 +174,9 @@ class Run:
         r["raw_copy_rows_per_s"] = median_of(copy, "rows_per_s")
         r["raw_copy_ledger_rows_per_s"] = median_of(ledger, "rows_per_s")
         r["ledger_vs_copy"] = paired(ledger, copy, "rows_per_s")
+        r["raw_copy_connections"] = writers
+        r["raw_copy_parallel_rows_per_s"] = median_of(parallel, "rows_per_s")
+        r["sink_vs_parallel_copy"] = paired(sink, parallel, "rows_per_s")
         r["raw_consume_msgs_per_s"] = median_of(consume, "items_per_s")
         r["naive_rows_per_s"] = round(naive.rows_per_s)
         r["naive_per_row_rows_per_s"] = round(by_row.rows_per_s)
@@ -336,6 +347,12 @@ def table(r: dict[str, Any], scale: Scale) -> str:
         (
             f"| ↳ at best with the events ledger (raw COPY + ledger vs raw COPY) | |"
             f" {_n(r.get('raw_copy_ledger_rows_per_s'))} | {_n(r.get('ledger_vs_copy'))} | | |"
+        ),
+        (
+            f"| ↳ sink vs raw COPY over as many connections as its writers"
+            f" ({r.get('raw_copy_connections')}) | {_n(r['sink_rows_per_s'])} |"
+            f" {_n(r.get('raw_copy_parallel_rows_per_s'))} | {_n(r.get('sink_vs_parallel_copy'))}"
+            " | | |"
         ),
         (
             f"| ↳ sink process CPU per row (µs, Kafka client included) |"

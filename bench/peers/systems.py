@@ -16,6 +16,11 @@ from psycopg import sql
 
 from bench.env import BenchEnv
 from bench.peers import connect, telegraf
+from engine.config import Config
+from engine.sink.consume import writer_count
+
+# Connections a metrictui sink holds with the default config: its own and its writers'.
+SINK_CONNECTIONS = writer_count(Config()) + 1
 
 
 def free_port() -> int:
@@ -53,7 +58,12 @@ def telegraf_sink(env: BenchEnv, part: str, topic: str, binary: Path) -> tuple[l
     conf = folder / "telegraf.conf"
     conf.write_text(
         telegraf.sink_config(
-            env.endpoints.bootstrap, topic, names.group_id, env.endpoints.dsn, names.schema
+            env.endpoints.bootstrap,
+            topic,
+            names.group_id,
+            env.endpoints.dsn,
+            names.schema,
+            SINK_CONNECTIONS,
         )
     )
     return [str(binary), "--config", str(conf)], names.schema

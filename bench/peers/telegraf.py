@@ -88,8 +88,14 @@ def _q(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def sink_config(bootstrap: str, topic: str, group: str, dsn: str, schema: str) -> str:
-    """kafka_consumer (influx lines) -> postgresql, batches of 5,000 like the other tools."""
+def sink_config(
+    bootstrap: str, topic: str, group: str, dsn: str, schema: str, connections: int
+) -> str:
+    """kafka_consumer (influx lines) -> postgresql, batches of 5,000 like the other tools.
+
+    `connections`: the plugin's `pool_max_conns` (its default is 1): with more, it writes
+    batches side by side. The bench gives it as many as metrictui's sink holds."""
+    dsn = with_pool_size(dsn, connections)
     return f"""\
 [agent]
   interval = "1s"
@@ -117,6 +123,13 @@ def sink_config(bootstrap: str, topic: str, group: str, dsn: str, schema: str) -
   tags_as_foreign_keys = true
   timestamp_column_type = "timestamp with time zone"
 """
+
+
+def with_pool_size(dsn: str, connections: int) -> str:
+    """`dsn` (a URI or key=value) with Telegraf's non-standard `pool_max_conns` parameter."""
+    if "://" in dsn:
+        return f"{dsn}{'&' if '?' in dsn else '?'}pool_max_conns={connections}"
+    return f"{dsn} pool_max_conns={connections}"
 
 
 def checks_config(urls: list[str], interval_s: float, bootstrap: str, topic: str) -> str:

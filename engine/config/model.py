@@ -164,6 +164,8 @@ class ConsumerConfig:
     batch_max: int = setting(IntKey(lo=1, hi=1_000_000), 5000)
     flush_ms: int = setting(IntKey(lo=1, hi=60000), 200)
     max_event_age_days: int = setting(IntKey(lo=1, hi=36500), 30)
+    writers: int = setting(IntKey(lo=0, hi=16), 2)
+    """Connections that copy batches side by side (at most `[postgres] pool_max` - 1)."""
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,11 @@ it is written event by event and the rejected events are dead-lettered with the 
 
 Pipelined: while one batch is written (this process waits on PostgreSQL), the next is fetched
 and decoded, so Python and PostgreSQL work at the same time. A decoded batch is queued on the
-writer thread (engine/sink/row_writer.py), whose transactions follow each other without waiting
-for the event loop; a batch that thread cannot take goes the careful way on the store's
-connection. Offsets are committed in batch order, each only once every batch before it is in
-PostgreSQL. Batches come from engine/sink/fetch.py: a backlog is drawn from every partition at
-once, so a batch mixes check events and samples as they were produced.
+next of the writer threads (engine/sink/row_writer.py), whose transactions run side by side and
+follow each other without waiting for the event loop; a batch they cannot take goes the careful
+way on the store's connection. Offsets are committed in batch order, each only once every
+batch before it is in PostgreSQL. Batches come from engine/sink/fetch.py: a backlog is drawn
+from every partition at once, so a batch mixes check events and samples as they were produced.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from engine.sink.fetch import Batches, Records
 from engine.sink.kafka_link import KafkaLink
 from engine.sink.offsets import adopt_orphaned_commits, partition_lag
 from engine.sink.poison import write_one_by_one
-from engine.sink.row_writer import RowWriter
+from engine.sink.row_writer import RowWriters
 from engine.sink.store import DeadLetter, Encoded, Store, WriteResult
 from engine.stats import ConnState, Stats
 from engine.tasks import cancel_and_wait, sleep_unless
@@ -60,8 +60,6 @@ log = logging.getLogger("metrictui.sink")
 
 # Messages in a batch fetched while the pipeline is empty (see Sink._batch_size).
 FIRST_BATCH_MAX = 500
-# Batches handed on and not yet done: one being written, one queued right behind it.
-IN_FLIGHT_MAX = 2
 
 
 class Sink:
@@ -75,7 +73,9 @@ class Sink:
         if dsn is None:
             raise ConnectError("[postgres] dsn is not set: the consumer needs a PostgreSQL DSN")
         self.store = Store(dsn.reveal(), config.postgres.schema)
-        self.writer = RowWriter(dsn.reveal(), config.postgres.schema)
+        self.writers = RowWriters(dsn.reveal(), config.postgres.schema, writer_count(config))
+        # Batches handed on and not yet done: one being written by each writer, one queued.
+        self.in_flight_max = max(2, len(self.writers) + 1)
         self._db = asyncio.Lock()  # one task at a time on the store's connection
         self.on_written: Callable[[Batch, WriteResult], None] | None = None
         """Called once a batch's rows are committed (the benchmarks time the sink by it)."""
@@ -122,7 +122,7 @@ class Sink:
                 if batch:
                     self.kafka.up()
                     decoded = await self._decode(batch, first)  # while earlier ones are written
-                    while len(in_flight) >= IN_FLIGHT_MAX:
+                    while len(in_flight) >= self.in_flight_max:
                         await in_flight.popleft()  # raises what its write raised
                     fast = await self._submit(decoded)
                     previous = in_flight[-1] if in_flight else None
@@ -174,7 +174,7 @@ class Sink:
         return metrics, checks, dead, offsets, self.store.encode(metrics, checks)
 
     async def _submit(self, batch: Batch) -> asyncio.Future[WriteResult] | None:
-        """Queue the batch on the writer thread, once its partitions and new series are
+        """Queue the batch on the next writer thread, once its partitions and new series are
         committed; None if it must go the careful way (which also says what went wrong)."""
         if not self.store.connected:
             return None
@@ -183,7 +183,10 @@ class Sink:
                 await self.store.prepare(batch.encoded)
         except (psycopg.Error, OSError):
             return None
-        return self.writer.submit(batch.metrics, batch.checks, batch.dead, batch.encoded)
+        writer = self.writers.next_writer()
+        if writer is None:
+            return None
+        return writer.submit(batch.metrics, batch.checks, batch.dead, batch.encoded)
 
     async def _store(
         self,
@@ -191,7 +194,7 @@ class Sink:
         fast: asyncio.Future[WriteResult] | None,
         previous: asyncio.Task[bool] | None,
     ) -> bool:
-        """Wait for the batch's rows (from the writer thread, else written the careful way),
+        """Wait for the batch's rows (from its writer thread, else written the careful way),
         then commit its offsets, never before its rows and every earlier batch's are in.
         True if its offsets were committed; False when stopping first."""
         try:
@@ -320,14 +323,19 @@ class Sink:
         self.stats.lag = await partition_lag(self.consumer, self.batches.pending)
 
     async def stop(self) -> None:
-        """Stop once the batches in flight (at most two) are written; bounded by the caller's
-        timeout."""
+        """Stop once the batches in flight (one per writer and one queued) are written; bounded
+        by the caller's timeout."""
         self._stopping.set()
 
     async def close(self) -> None:
         await self.kafka.close()
-        await self.writer.close()
+        await self.writers.close()
         await self.store.close()
+
+
+def writer_count(config: Config) -> int:
+    """`[consumer] writers`, within `[postgres] pool_max` with the store's own connection."""
+    return max(0, min(config.consumer.writers, config.postgres.pool_max - 1))
 
 
 async def _fast_result(fast: asyncio.Future[WriteResult] | None) -> WriteResult | None:

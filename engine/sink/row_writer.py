@@ -1,4 +1,4 @@
-"""The sink's fast path into PostgreSQL: a thread of its own copies batch after batch.
+"""The sink's fast path into PostgreSQL: threads of their own copy batch after batch.
 
 Why a thread. On the event loop, the next batch's write could only begin once the loop came
 round to it: after the previous batch's Kafka offset commit and after the fetch of the batch
@@ -13,8 +13,15 @@ way on the store's connection (engine/sink/store.py), which tells a replay from 
 sets rejected content aside, and says and retries what is wrong with PostgreSQL. After a
 connection failure the fast path rests a few seconds, so an outage costs no extra attempts.
 
+Why more than one. One connection's COPY keeps one PostgreSQL backend busy, and that backend
+is then the drain's limit while Python has time to spare. `RowWriters` runs a few of them side
+by side (`[consumer] writers`), each batch on the next one in turn; the sink still commits
+Kafka offsets in batch order (engine/sink/consume.py).
+
 Exactly-once is the store's: the ledger rows are copied first in the same transaction, and an
-event already there stops it (`UniqueViolation`) with nothing written.
+event already there stops it (`UniqueViolation`) with nothing written. An event in two batches
+written at once is no exception: the later transaction waits on the earlier one's index entry
+and fails the same way once that one commits.
 """
 
 from __future__ import annotations
@@ -101,7 +108,7 @@ class RowWriter:
                     copy.write(encoded.claims)
                 rows = self._copy_rows(cur, metrics, checks, encoded)
         except psycopg.Error as exc:
-            if isinstance(exc, psycopg.OperationalError) or self._conn_lost():
+            if _connection_trouble(exc) or self._conn_lost():
                 self._rest_until = time.monotonic() + REST_S
                 self._disconnect()
             raise
@@ -157,6 +164,38 @@ class RowWriter:
         await asyncio.to_thread(thread.join, timeout)  # bounded: exit never waits on a stuck write
         if thread.is_alive():
             log.warning("a batch write did not finish within %.0f s of stopping", timeout)
+
+
+class RowWriters:
+    """`count` writers, one batch to each in turn; with none, every batch goes the careful way.
+
+    Turn by turn rather than to the least busy: batches are about the same size, and the order
+    stays plain to follow in pg_stat_activity."""
+
+    def __init__(self, dsn: str, schema: str, count: int) -> None:
+        self.writers = [RowWriter(dsn, schema) for _ in range(count)]
+        self._turn = 0
+
+    def __len__(self) -> int:
+        return len(self.writers)
+
+    def next_writer(self) -> RowWriter | None:
+        """The writer whose turn it is; None when there are none."""
+        if not self.writers:
+            return None
+        writer = self.writers[self._turn % len(self.writers)]
+        self._turn += 1
+        return writer
+
+    async def close(self) -> None:
+        await asyncio.gather(*(w.close() for w in self.writers))
+
+
+def _connection_trouble(exc: psycopg.Error) -> bool:
+    """Worth a rest: the server or the link, not a deadlock or serialization failure between
+    two batches (SQLSTATE class 40), after which the connection is as good as before."""
+    rolled_back = (exc.sqlstate or "").startswith("40")
+    return isinstance(exc, psycopg.OperationalError) and not rolled_back
 
 
 def _settle(future: asyncio.Future[Any], value: Any, exc: BaseException | None) -> None:

@@ -28,13 +28,19 @@ def test_steady_rate_ignores_start_up_and_from_start_includes_it() -> None:
 
 
 def test_telegraf_sink_config_names_its_kafka_version_and_tag_table() -> None:
-    text = telegraf.sink_config("127.0.0.1:9092", "t", "g", "postgresql://u:p@h/db", "s")
+    text = telegraf.sink_config("127.0.0.1:9092", "t", "g", "postgresql://u:p@h/db", "s", 3)
     doc = tomllib.loads(text)
     consumer = doc["inputs"]["kafka_consumer"][0]
     assert consumer["kafka_version"] == telegraf.KAFKA_VERSION
     assert consumer["data_format"] == "influx" and consumer["topics"] == ["t"]
     output = doc["outputs"]["postgresql"][0]
     assert output["tags_as_foreign_keys"] is True and output["schema"] == "s"
+    # As many connections as metrictui's sink holds, not the plugin's default of one.
+    assert output["connection"] == "postgresql://u:p@h/db?pool_max_conns=3"
+    assert telegraf.with_pool_size("host=h dbname=db", 2) == "host=h dbname=db pool_max_conns=2"
+    assert telegraf.with_pool_size("postgresql://h/db?sslmode=require", 2).endswith(
+        "&pool_max_conns=2"
+    )
 
 
 def test_telegraf_checks_config_covers_every_url_once_in_groups() -> None:

@@ -1,11 +1,13 @@
-"""The sink's writer thread (engine/sink/row_writer.py) and the order the sink keeps around it.
+"""The sink's writer threads (engine/sink/row_writer.py) and the order the sink keeps around them.
 
-The thread exists so that PostgreSQL never waits for the event loop between one batch's
+A thread exists so that PostgreSQL never waits for the event loop between one batch's
 transaction and the next: these tests block the loop outright and expect two queued batches
-to be committed meanwhile. They also hold it to the rest of its contract on real PostgreSQL:
-an event already stored stops its transaction with nothing written, a lost connection sends
-batches the careful way for a while and is then made again, and a batch's Kafka offsets are
-committed only after every earlier batch is in.
+to be committed meanwhile. There are several so that one batch's wait does not hold up the
+next: a batch stuck behind another transaction must not stop its neighbour's commit. They also
+hold it to the rest of its contract on real PostgreSQL: an event already stored stops its
+transaction with nothing written, a lost connection sends batches the careful way for a while
+and is then made again, and a batch's Kafka offsets are committed only after every earlier
+batch is in.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ from engine.config import load_config
 from engine.db.migrate import migrate
 from engine.envelope import CheckEvent, MetricsEvent
 from engine.sink import row_writer
-from engine.sink.consume import Sink
+from engine.sink.consume import Sink, writer_count
 from engine.sink.decode import Batch
-from engine.sink.row_writer import RowWriter
+from engine.sink.row_writer import RowWriter, RowWriters
 from engine.sink.store import Encoded, Store, WriteResult
 from engine.stats import Stats
 from helpers.records import check_event
@@ -135,6 +137,57 @@ async def test_a_lost_connection_rests_the_fast_path_then_connects_again(
     assert again is not None
     assert (await again).events == 2
     assert _count(pipeline) == (12, 0, 4)
+
+
+async def test_two_writers_commit_side_by_side_and_a_held_batch_waits_alone(
+    pipeline: Pipeline, ends: tuple[Store, RowWriter]
+) -> None:
+    store, _ = ends
+    writers = RowWriters(pipeline.stack.dsn, pipeline.schema, 2)
+    at = datetime.now(UTC).replace(microsecond=0)
+    held_m, free_m = _metrics(3, at), _metrics(2, at + timedelta(minutes=1))
+    held_e, free_e = await _prepared(store, held_m, []), await _prepared(store, free_m, [])
+    # Another session holds the first event's ledger key, uncommitted: its batch must wait.
+    other = psycopg.connect(pipeline.stack.dsn)
+    try:
+        first = held_m[0]
+        other.execute(
+            f'INSERT INTO "{pipeline.schema}".events (event_id, observed_at, kind, agent)'
+            " VALUES (%s, %s, 'metrics', 'agent-w')",
+            (first.event_id, first.observed_at),
+        )
+        one, two = writers.next_writer(), writers.next_writer()
+        assert one is not None and two is not None and one is not two
+        held = one.submit(held_m, [], [], held_e)
+        free = two.submit(free_m, [], [], free_e)
+        assert held is not None and free is not None
+        done = await asyncio.wait_for(free, 20)
+        assert done.events == 2 and not held.done(), "the second writer went on alone"
+        assert _count(pipeline) == (6, 0, 2)
+        other.rollback()  # the key is free again: the held batch goes in whole
+        assert (await asyncio.wait_for(held, 20)).events == 3
+        assert _count(pipeline) == (15, 0, 5)
+    finally:
+        other.close()
+        await writers.close()
+
+
+def test_writers_stay_within_the_connection_budget(pipeline: Pipeline) -> None:
+    config = load_config(pipeline.config_path, {})
+    assert writer_count(config) == 2, "the default: two writers and the store's connection"
+    for pool_max, writers, expected in ((1, 2, 0), (2, 2, 1), (8, 3, 3), (8, 0, 0)):
+        env = {
+            "METRICTUI_POSTGRES__POOL_MAX": str(pool_max),
+            "METRICTUI_CONSUMER__WRITERS": str(writers),
+        }
+        assert writer_count(load_config(pipeline.config_path, env)) == expected
+    assert RowWriters("postgresql://unused", "s", 0).next_writer() is None
+
+
+def test_a_deadlock_between_batches_is_no_reason_to_rest() -> None:
+    assert not row_writer._connection_trouble(psycopg.errors.DeadlockDetected("deadlock"))
+    assert not row_writer._connection_trouble(psycopg.errors.UniqueViolation("duplicate"))
+    assert row_writer._connection_trouble(psycopg.OperationalError("server closed"))
 
 
 TP = TopicPartition("t", 0)
