@@ -156,7 +156,7 @@ class Run:
                 elif step == "parallel":
                     config, _ = env.config(f"par{i}", env.names(f"par{i}", topics_of="data"))
                     t = await raw_copy(config, copy_data, connections=writers)
-                    parallel.append(self.note(f"raw COPY, {writers} connections", t))
+                    parallel.append(self.note(f"raw COPY x{writers}", t))
                 else:
                     config, _ = env.config(f"sink{i}", env.names(f"sink{i}", topics_of="data"))
                     t = await sink_drain(config, rows, len(messages), days)
