@@ -16,7 +16,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from bench.kafka_parts import TIMEOUT_S
 from bench.measure import Throughput
@@ -26,7 +25,14 @@ from engine.config import Config
 from engine.db.migrate import migrate
 from engine.envelope import CheckEvent, MetricsEvent, decode_event
 from engine.records.check_result import CHECK_FIELDS
-from engine.sink.copy_rows import COPY_SIGNATURE, COPY_TRAILER, event_copy_row
+from engine.sink.copy_rows import (
+    COPY_SIGNATURE,
+    COPY_TRAILER,
+    copy_checks,
+    copy_events,
+    copy_samples,
+    event_copy_row,
+)
 from engine.sink.store import Store
 
 SAMPLE_TYPES = ("timestamptz", "int8", "float8")
@@ -112,26 +118,19 @@ async def raw_copy(
     store = Store(dsn, config.postgres.schema)
     await store.connect()
     await store.ensure_partitions(data.days)
-    schema = sql.Identifier(config.postgres.schema)
-    copy_samples = sql.SQL("COPY {}.samples (ts, series_id, value) FROM STDIN (FORMAT BINARY)")
-    columns = sql.SQL(", ").join(
-        sql.Identifier(c) for c in ("ts", "event_id", "agent", *CHECK_FIELDS)
-    )
-    copy_checks = sql.SQL("COPY {}.checks ({}) FROM STDIN (FORMAT BINARY)")
-    copy_events = sql.SQL(
-        "COPY {}.events (event_id, observed_at, kind, agent) FROM STDIN (FORMAT BINARY)"
-    )
+    schema = config.postgres.schema  # the sink's own COPY statements (engine/sink/copy_rows.py)
+    events, samples, checks = copy_events(schema), copy_samples(schema), copy_checks(schema)
     batches = list(zip(data.chunks, data.ledgers, strict=True))
 
     async def copy_share(conn: psycopg.AsyncConnection[Any], share: int) -> None:
         for (sample_data, check_data), ledger_data in batches[share::connections]:
             async with conn.transaction(), conn.cursor() as cur:
                 if ledger:
-                    async with cur.copy(copy_events.format(schema)) as copy:
+                    async with cur.copy(events) as copy:
                         await copy.write(ledger_data)
-                async with cur.copy(copy_samples.format(schema)) as copy:
+                async with cur.copy(samples) as copy:
                     await copy.write(sample_data)
-                async with cur.copy(copy_checks.format(schema, columns)) as copy:
+                async with cur.copy(checks) as copy:
                     await copy.write(check_data)
 
     assert store.conn is not None
