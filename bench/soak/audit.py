@@ -37,6 +37,10 @@ class IncarnationAudit:
     in_memory_at_kill: int
     unexplained: int
     killed: bool
+    missing_made_s: tuple[float, float] | None
+    """When the missing events were made (first, last), in seconds after the kill (negative:
+    before it) or, for an incarnation not killed, after its last mark: a failure says at once
+    whether they were the kill's or something else's."""
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -72,6 +76,13 @@ def audit_incarnation(conn: psycopg.Connection[Any], inc: Incarnation) -> Incarn
         ).fetchall()
     ]
     missing = len(missing_seqs) - dead_n
+    made_s = None
+    if missing_seqs and marks:
+        since = inc.killed_at if inc.killed_at is not None else marks[-1][1]
+        made_s = (
+            round(_made_at(marks, missing_seqs[0]) - since, 3),
+            round(_made_at(marks, missing_seqs[-1]) - since, 3),
+        )
     in_memory = 0
     if inc.killed_at is not None and missing > 0:
         in_memory = sum(
@@ -89,6 +100,7 @@ def audit_incarnation(conn: psycopg.Connection[Any], inc: Incarnation) -> Incarn
         in_memory_at_kill=in_memory,
         unexplained=missing - in_memory,
         killed=inc.killed_at is not None,
+        missing_made_s=made_s,
     )
 
 

@@ -142,9 +142,11 @@ def producer_kill(cluster: Cluster, procs: Processes, topics: list[str]) -> dict
     if not spooled:
         raise SoakFailure(f"the feeder did not spool within {SPOOL_WAIT_S:.0f} s below min ISR")
     time.sleep(2.0)  # a few more events in the spool, and some in memory
-    feeder.killed_at = time.time()
     feeder.child.signal(signal.SIGKILL)
     feeder.child.proc.wait(timeout=30)
+    # Taken once it is dead, not before the signal: on a busy box the feeder can make one more
+    # tick between the two, and that tick, in memory at the kill, would look made after it.
+    feeder.killed_at = time.time()
     killed = time.monotonic()
     cluster.start_all()  # both nodes at once
     back = time.monotonic() - killed

@@ -132,7 +132,7 @@ class Incarnation:
     marks: Path
     status: Path
     child: Child
-    killed_at: float | None = None  # Unix time of its SIGKILL
+    killed_at: float | None = None  # Unix time it was dead after its SIGKILL
 
     def read_status(self) -> dict[str, Any]:
         try:
