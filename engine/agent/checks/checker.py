@@ -190,8 +190,8 @@ class Checker:
             reader = await self._connect(target, url, method, timeline)
             try:
                 timeline.stage = "sending the request"
-                assert reader.transport is not None
-                reader.transport.write(request_bytes(method, url, _USER_AGENT, target.headers))
+                if reader.transport is not None:  # else closed already: headers() says so
+                    reader.transport.write(request_bytes(method, url, _USER_AGENT, target.headers))
                 sent = time.perf_counter()
                 timeline.stage = "waiting for the response headers"
                 timeline.status = await reader.headers()
@@ -288,7 +288,10 @@ class Checker:
     ) -> None:
         """TLS over the connected socket, timed apart from the connect; keeps the peer's cert."""
         timeline.stage = "in the TLS handshake"
-        assert reader.transport is not None
+        if reader.transport is None:  # the server closed the connection right after accepting
+            raise CheckFailure(
+                Reason.TLS_ERROR, f"TLS handshake with {host}:{port} failed: connection closed"
+            )
         begun = time.perf_counter()
         try:
             transport = await loop.start_tls(

@@ -89,7 +89,7 @@ class ResponseReader(asyncio.Protocol):
     def __init__(self, method: str, body_max: int, stop_at_redirect: bool = True) -> None:
         loop = asyncio.get_running_loop()
         self.transport: asyncio.WriteTransport | None = None
-        self._parser = httptools.HttpResponseParser(self)
+        self._parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
         self._skip_body = method in _NO_BODY_METHODS
         self._stop_at_redirect = stop_at_redirect
         self._body_max = body_max
@@ -135,7 +135,7 @@ class ResponseReader(asyncio.Protocol):
         self.transport = cast(asyncio.WriteTransport, transport)
 
     def data_received(self, data: bytes) -> None:
-        if self._body_done.done():
+        if self._body_done.done() or self._parser is None:
             return
         try:
             self._parser.feed_data(data)
@@ -163,6 +163,13 @@ class ResponseReader(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed_by_peer(exc)
+        # The transport's last call. The reader, its parser (which holds four of the reader's
+        # methods) and its transport refer to each other: a cycle that only the cycle
+        # collector could free, ten objects a check, which made the collector's passes long
+        # pauses of the event loop with many targets. Let go of them, and reference counting
+        # frees the lot now.
+        self._parser = None
+        self.transport = None
 
     # -- httptools callbacks ----------------------------------------------------------------
 
@@ -182,6 +189,7 @@ class ResponseReader(asyncio.Protocol):
             self._decoder = zlib.decompressobj(32 + zlib.MAX_WBITS)
 
     def on_headers_complete(self) -> None:
+        assert self._parser is not None  # called by the parser itself
         status = self._parser.get_status_code()
         if 100 <= status < 200 and status != 101:
             self._reset_for_final_response()
@@ -240,7 +248,8 @@ class ResponseReader(asyncio.Protocol):
         if self._body_done.done():
             return
         if not self._headers_done.done():
-            self._status = self._parser.get_status_code()
+            if self._parser is not None:
+                self._status = self._parser.get_status_code()
             self._headers_done.set_result(self._status)
         if self._decoder is not None:
             try:
