@@ -406,3 +406,22 @@ async def test_clock_phase_catches_up_a_slot_missed_during_a_hand_over() -> None
     for n in due:  # after the catch-up, the next run is at the phase slot, not catch-up + 4 s
         second = checker.times(n)[1] - began
         assert abs(second - (clock_slot(interval, n, now_wall, now_wall) - now_wall)) < 0.5
+
+
+async def test_targets_waiting_for_their_slots_hold_no_task_or_timer() -> None:
+    """A target waiting for its next slot is an entry in the list of its grid tick: with one
+    sleeping task per target, each interval made a future, a timer handle and a context per
+    target, objects that live about one interval, the cycle collector's worst case."""
+    checker, collected = FakeChecker(), Collected()
+    scheduler = CheckScheduler(checker, collected, concurrency=50)
+    before = len(asyncio.all_tasks())
+    scheduler.set_targets([target(f"t{i}", interval=3600.0) for i in range(500)])
+    scheduler.start()
+    try:
+        await wait_for_async(lambda: len(collected.results) == 500, timeout=10)
+        await asyncio.sleep(0.05)  # the last checks' tasks end
+        assert len(asyncio.all_tasks()) - before == 1  # the ticker alone
+        assert len(scheduler.scheduled) == 500
+    finally:
+        await scheduler.stop()
+    assert len(asyncio.all_tasks()) == before
