@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import uvloop
 
 from bench.checks_parts import bare_http, measure_agent, measure_checks
 from bench.env import ROOT, BenchEnv, stack_endpoints
@@ -499,7 +500,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
     scale = SCALES[args.scale]
     try:
-        r = asyncio.run(run(scale, parts, args.keep, environment(scale)))
+        # On uvloop, as `metrictui --headless` and its check workers run (tui/cli.py).
+        r = uvloop.run(run(scale, parts, args.keep, environment(scale)))
     except KeyboardInterrupt:
         return 130
     output: Path = args.output

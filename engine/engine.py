@@ -23,6 +23,7 @@ from engine.db.retention import retention_loop
 from engine.envelope import encode_event, metrics_payload
 from engine.errors import UserError
 from engine.kafka.topics import prepare_topics, topics_later
+from engine.process_gc import keep_startup_out_of_gc
 from engine.records.check_result import CheckResult
 from engine.sink.consume import Sink
 from engine.sink.prepare import prepare_postgres
@@ -47,9 +48,11 @@ log = logging.getLogger("metrictui.engine")
 class Engine:
     """One metrictui pipeline process. `start()` then `stop()`; both bounded in time."""
 
-    def __init__(self, config: Config, role: Role = "all") -> None:
+    def __init__(self, config: Config, role: Role = "all", *, dashboard: bool = False) -> None:
         self.config = config
         self.role = role
+        self.dashboard = dashboard
+        """The dashboard runs in this process (its repaints share the event loop)."""
         self.agent = config.agent.name
         self.host = socket.gethostname()
         self.stats = Stats(role, self.agent)
@@ -98,6 +101,7 @@ class Engine:
             if cfg.postgres.dsn is None:
                 raise UserError("[postgres] dsn is not set: the consumer role needs PostgreSQL")
             self.sink = Sink(cfg, self.stats, client_id)
+            self.sink.tune_gc = not self.dashboard
             steps.append(prepare_postgres(cfg, self.sink, self.stats))
         topics_ready, *_ = await side_by_side(*steps)
         if not topics_ready:
@@ -112,6 +116,8 @@ class Engine:
             await self._start_producing(client_id, enabled, fleet)
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="stats"))
         self._started = True
+        if not self.dashboard:  # see engine.process_gc for why not under the dashboard
+            keep_startup_out_of_gc()
 
     async def _start_producing(self, client_id: str, enabled: tuple[str, ...], fleet: bool) -> None:
         """The producer's parts: shipper, collectors, checks, fleet membership, heartbeat.
@@ -119,7 +125,8 @@ class Engine:
         Imported here, not at the top: a sink never loads the checks, collectors and
         producer (tens of ms of every start, before its first rows)."""
         from engine.agent.checks.checker import Checker
-        from engine.agent.checks.pool import CheckWorkerPool, WorkerSetup, worker_count
+        from engine.agent.checks.pool import CheckWorkerPool, WorkerSetup
+        from engine.agent.checks.sizing import worker_count
         from engine.agent.collectors import HostCollector
         from engine.agent.heartbeat import heartbeat_loop
         from engine.agent.scheduler import CheckScheduler
@@ -133,7 +140,8 @@ class Engine:
         await self.shipper.start()
         self.collector = HostCollector(enabled)
         body_max = cfg.agent.check_body_max_kb * 1024
-        workers = worker_count(cfg.agent.check_workers, self._targets.values())
+        targets = self._targets.values()
+        workers = worker_count(cfg.agent.check_workers, targets, dashboard=self.dashboard)
         if workers:  # many targets: check in worker processes (engine.agent.checks.pool)
             concurrency, where = cfg.agent.check_concurrency, cfg.agent.location
             setup = WorkerSetup(self.agent, self.host, body_max, concurrency, where, fleet)

@@ -75,7 +75,7 @@ async def _run_local(config: Config, role: Role, path: Path | None) -> int:
     """Show the dashboard at once and start the engine behind it (the network may be slow)."""
     from tui.app import MetricTuiApp, exit_code
 
-    engine = Engine(config, role)
+    engine = Engine(config, role, dashboard=True)
     # Logs would scribble over the dashboard: errors reach the errors pane through stats.
     logging.getLogger().handlers[:] = [logging.NullHandler()]
     app = MetricTuiApp(

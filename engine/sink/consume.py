@@ -38,13 +38,9 @@ from engine.db.pg_errors import (
 )
 from engine.envelope import CheckEvent, HeartbeatEvent, MetricsEvent
 from engine.errors import ConnectError
+from engine.process_gc import keep_startup_out_of_gc
 from engine.sink.agents import HeartbeatKeeper
-from engine.sink.decode import (
-    Batch,
-    decode_messages,
-    keep_startup_out_of_gc,
-    loop_keeps_pace,
-)
+from engine.sink.decode import Batch, decode_messages, loop_keeps_pace
 from engine.sink.fetch import Batches, Records
 from engine.sink.kafka_link import KafkaLink
 from engine.sink.offsets import adopt_orphaned_commits, partition_lag
@@ -86,6 +82,9 @@ class Sink:
         self.fleet = HeartbeatKeeper(self.store, self.stats)
         self._write_error: str | None = None  # the last write failure said, until one works
         self.batches = Batches(stats)
+        self.tune_gc = True
+        """Set the cycle collector for a hot path without cycles (engine.process_gc) once
+        running; off in the dashboard's process."""
 
     @property
     def consumer(self) -> AIOKafkaConsumer | None:
@@ -105,7 +104,8 @@ class Sink:
     async def run(self) -> None:
         """Consume until `stop()`; each batch is in PostgreSQL before its offsets commit."""
         await asyncio.gather(self.kafka.start(), self.store.prepare_today())
-        keep_startup_out_of_gc()
+        if self.tune_gc:
+            keep_startup_out_of_gc()
         flush_ms = self.config.consumer.flush_ms
         in_flight: deque[asyncio.Task[bool]] = deque()  # oldest first; True: offsets committed
         batches = self.batches

@@ -50,22 +50,6 @@ def loop_keeps_pace() -> Iterator[None]:
         sys.setswitchinterval(before)
 
 
-def keep_startup_out_of_gc() -> None:
-    """Keep the cycle collector off the sink's hot path, which took a tenth of its CPU.
-
-    What exists once the sink runs (modules, clients, caches) lives as long as the process:
-    it is frozen, out of the collector's full passes (collected first, so no garbage is
-    frozen). And the collector's young generation is made 100,000 objects instead of 700: a
-    batch's events are freed by reference counting once written, a few hundred ms later, so
-    at 700 each of them was walked by one to three passes on the way (~75 passes for a
-    million rows, 0.25 s of CPU); at 100,000 a pass comes seldom and finds them mostly gone.
-    Nothing the sink holds forms reference cycles; others' cycles wait a little longer."""
-    gc.collect()
-    gc.freeze()
-    gen0, gen1, gen2 = gc.get_threshold()
-    gc.set_threshold(max(gen0, 100_000), gen1, gen2)
-
-
 def decode_messages(
     batch: dict[TopicPartition, list[object]],
     max_age: timedelta,

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from engine.agent.checks.pool import AUTO_CHECKS_PER_WORKER, shard_of, worker_count
+from engine.agent.checks.pool import shard_of
+from engine.agent.checks.sizing import HTTP_CHECK_S, HTTPS_CHECK_S, check_load, worker_count
 from engine.agent.checks.wire import (
     RESULT,
     FrameError,
@@ -131,18 +132,26 @@ def test_targets_cross_the_pipe_unchanged() -> None:
     assert targets_from_wire(message[1]) == targets
 
 
-def test_worker_count_auto_uses_workers_only_for_many_checks_per_second() -> None:
+def test_worker_count_auto_keeps_checks_in_process_until_they_need_half_a_core() -> None:
     few = [Target(name=f"t{i}", url="http://x/", interval=10) for i in range(20)]
     many = [Target(name=f"t{i}", url="http://x/", interval=10) for i in range(10_000)]
+    tls = [Target(name=f"s{i}", url="https://x/", interval=10) for i in range(10_000)]
+    assert check_load(many) == pytest.approx(1_000 * HTTP_CHECK_S)
+    assert check_load(tls) == pytest.approx(1_000 * HTTPS_CHECK_S)
     assert worker_count("auto", few, cpus=8) == 0
-    assert worker_count("auto", many, cpus=2) == 2
-    assert worker_count("auto", many, cpus=64) == 4  # 1,000 checks/s at 250 per worker
-    assert AUTO_CHECKS_PER_WORKER == 250.0
+    # 1,000 plain-HTTP checks a second (0.3 of a core): one process is cheaper than workers...
+    assert worker_count("auto", many, cpus=2) == 0
+    # ...unless the dashboard shares that process's event loop.
+    assert worker_count("auto", many, cpus=2, dashboard=True) == 2
+    # 1,000 HTTPS checks a second (1.3 cores): workers, half a core's checks each.
+    assert worker_count("auto", tls, cpus=2) == 2
+    assert worker_count("auto", tls, cpus=64) == 3
+    assert worker_count("auto", [*many, *many[:8_000]], cpus=8) == 2  # 0.54 of a core
     disabled = [
         Target(name=f"t{i}", url="http://x/", interval=1, enabled=False) for i in range(9999)
     ]
     assert worker_count("auto", disabled, cpus=8) == 0
-    assert worker_count("auto", many, cpus=1) == 0  # one core: in-process
+    assert worker_count("auto", tls, cpus=1) == 0  # one core: in-process
     assert worker_count(0, many) == 0 and worker_count(1, many) == 0
     assert worker_count(3, few) == 3
 

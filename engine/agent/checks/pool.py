@@ -22,8 +22,7 @@ control API.
   ignore SIGINT/SIGTERM and exit when the engine goes away, even when killed, so none is
   orphaned.
 
-`worker_count` decides how many: ``"auto"`` uses workers only when the enabled targets ask
-for more checks a second than `AUTO_CHECKS_PER_WORKER`; 0 or 1 checks in the engine process.
+How many: `engine.agent.checks.sizing.worker_count`.
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,11 +55,6 @@ from engine.targets import Target
 
 log = logging.getLogger("metrictui.checks")
 
-AUTO_CHECKS_PER_WORKER = 250.0
-"""With ``check_workers = "auto"``: one worker per this many checks a second, at most one per
-CPU, and none (checks in the engine process) below two. A small agent then costs no extra
-process or memory; 10,000 targets every 10 s get one worker per core."""
-
 SILENT_LIMIT_S = 15.0
 """A worker that sends nothing (not even its once-a-second report) this long is replaced."""
 
@@ -74,18 +68,6 @@ STABLE_S = 10.0
 
 ResultHandler = Callable[[CheckResult, float, bytes], None]
 """Receives each result, its start lateness (s) and its encoded Kafka event."""
-
-
-def worker_count(setting: int | str, targets: Iterable[Target], cpus: int | None = None) -> int:
-    """Worker processes for `targets` under ``[agent] check_workers`` (0 = in-process)."""
-    if setting != "auto":
-        count = int(setting)
-        return count if count >= 2 else 0
-    per_s = sum(1.0 / t.interval for t in targets if t.enabled)
-    if cpus is None:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-    count = min(cpus, math.ceil(per_s / AUTO_CHECKS_PER_WORKER - 1e-9))  # 1e-9: float sums
-    return count if count >= 2 else 0
 
 
 def shard_of(name: str, workers: int) -> int:

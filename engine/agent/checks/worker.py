@@ -16,7 +16,6 @@ engine has stopped asking it for results).
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import signal
@@ -40,6 +39,7 @@ from engine.agent.checks.wire import (
 from engine.agent.scheduler import CheckScheduler
 from engine.envelope import encode_event
 from engine.logs import OneLineFormatter
+from engine.process_gc import keep_startup_out_of_gc
 from engine.records.check_result import CheckResult
 
 log = logging.getLogger("metrictui.check_worker")
@@ -116,10 +116,10 @@ async def serve(in_fd: int, out_fd: int) -> None:
                     if not started:
                         started = True
                         scheduler.start()
-                        # Everything so far (modules, the shard's tasks) lives as long as the
-                        # process: keep it out of the collector, whose full passes over ~100k
-                        # objects otherwise pause the loop for tens of ms (late check starts).
-                        gc.freeze()
+                        # Everything so far (modules, the shard's targets) lives as long as
+                        # the process: out of the collector, whose passes would otherwise walk
+                        # it again and again (engine.process_gc).
+                        keep_startup_out_of_gc()
                 else:
                     raise FrameError(f"unexpected message {message[0]!r}")
     finally:
