@@ -116,7 +116,9 @@ class Engine:
             await self._start_producing(client_id, enabled, fleet)
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="stats"))
         self._started = True
-        if not self.dashboard:  # see engine.process_gc for why not under the dashboard
+        # Once per start (a full pass): the sink does it when it runs, after its own start-up.
+        # Not under the dashboard: see engine.process_gc.
+        if self.sink is None and not self.dashboard:
             keep_startup_out_of_gc()
 
     async def _start_producing(self, client_id: str, enabled: tuple[str, ...], fleet: bool) -> None:

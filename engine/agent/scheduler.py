@@ -90,7 +90,12 @@ def clock_slot(interval: float, name: str, now_wall: float, now_loop: float) -> 
 
 def on_grid(moment: float) -> float:
     """`moment` rounded up to the next multiple of `GRID_S` (loop time)."""
-    return math.ceil(moment / GRID_S - 1e-9) * GRID_S
+    return _tick_of(moment) * GRID_S
+
+
+def _tick_of(moment: float) -> int:
+    """The number of the grid tick at or after `moment`."""
+    return math.ceil(moment / GRID_S - 1e-9)
 
 
 def first_run_window(interval: float, new_targets: int) -> float:
@@ -111,10 +116,12 @@ class _Entry:
         self.task: asyncio.Task[None] | None = None
         self.cancelled = False
 
-
-def _tick_of(moment: float) -> int:
-    """The grid tick at or after `moment` (`on_grid(moment) == _tick_of(moment) * GRID_S`)."""
-    return math.ceil(moment / GRID_S - 1e-9)
+    def cancel(self) -> asyncio.Task[None] | None:
+        """Never book it again, and cancel its check if one runs (returned, to wait for)."""
+        self.cancelled = True
+        if self.task is not None:
+            self.task.cancel()
+        return self.task
 
 
 class CheckScheduler:
@@ -174,17 +181,14 @@ class CheckScheduler:
     async def stop(self) -> None:
         """Cancel every schedule and in-flight check; waits at most `STOP_TIMEOUT_S`."""
         self._started = False
-        tasks = [entry.task for entry in self._entries.values() if entry.task is not None]
-        for entry in self._entries.values():
-            entry.cancelled = True
+        tasks = [task for entry in self._entries.values() if (task := entry.cancel()) is not None]
         self._entries.clear()
         self._due.clear()
         self._ticks.clear()
         if self._ticker is not None:
+            self._ticker.cancel()
             tasks.append(self._ticker)
             self._ticker = None
-        for task in tasks:
-            task.cancel()
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
             if pending:
@@ -195,9 +199,7 @@ class CheckScheduler:
     def _apply(self, catch_up_after: float | None = None) -> None:
         for name, entry in list(self._entries.items()):
             if self._wanted.get(name) != entry.target:
-                entry.cancelled = True
-                if entry.task is not None:
-                    entry.task.cancel()
+                entry.cancel()
                 del self._entries[name]
         new = [target for name, target in self._wanted.items() if name not in self._entries]
         if not new:
