@@ -22,6 +22,8 @@ class Scale:
     naive_messages: int
     """Messages the naive sink writes (one INSERT + one commit each); it is slow."""
     producer_events: int
+    """Events per producer or raw-send run: enough for a run to last seconds, so that one burst
+    of the shared box's other work cannot decide a round."""
     freshness_rate: float
     """Events per second fed while measuring freshness."""
     freshness_warmup_s: float
@@ -67,7 +69,7 @@ SCALES = {
         batch_max=5_000,
         repeat=4,
         naive_messages=3_000,
-        producer_events=30_000,
+        producer_events=120_000,
         freshness_rate=2_000.0,
         freshness_warmup_s=5.0,
         freshness_s=30.0,

@@ -235,6 +235,9 @@ def agents_fixture(pipeline: Pipeline, tmp_path: Path) -> Iterator[Agents]:
         yield a
     finally:
         a.kill_all()
+        # pytest shows a test's captured output only when it fails: then the agents' last lines
+        # are in the report, since the tmp dirs holding the whole logs are rotated away.
+        print(a.logs())
 
 
 def config_variant(p: Pipeline, name: str, **sections: dict[str, object]) -> Path:
