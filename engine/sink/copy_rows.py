@@ -133,20 +133,21 @@ class SampleRows:
 # fast path (engine/sink/row_writer.py) send the same ones.
 
 
-def _table(schema: str, name: str) -> sql.Composed:
+def qualified(schema: str, name: str) -> sql.Composed:
+    """`schema.name`, both quoted: the schema is the operator's to choose."""
     return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(name))
 
 
 def copy_events(schema: str) -> sql.Composed:
     """COPY of `event_copy_row` rows into the `events` ledger."""
     statement = sql.SQL("COPY {} (event_id, observed_at, kind, agent) FROM STDIN (FORMAT BINARY)")
-    return statement.format(_table(schema, "events"))
+    return statement.format(qualified(schema, "events"))
 
 
 def copy_samples(schema: str) -> sql.Composed:
     """COPY of `SampleRows.pack` rows into `samples`."""
     statement = sql.SQL("COPY {} (ts, series_id, value) FROM STDIN (FORMAT BINARY)")
-    return statement.format(_table(schema, "samples"))
+    return statement.format(qualified(schema, "samples"))
 
 
 def copy_checks(schema: str) -> sql.Composed:
@@ -155,7 +156,7 @@ def copy_checks(schema: str) -> sql.Composed:
         sql.Identifier(c) for c in ("ts", "event_id", "agent", *CHECK_FIELDS)
     )
     statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)")
-    return statement.format(_table(schema, "checks"), columns)
+    return statement.format(qualified(schema, "checks"), columns)
 
 
 def copy_stream(

@@ -35,6 +35,7 @@ from engine.sink.copy_rows import (
     copy_stream,
     event_copy_row,
     pg_micros,
+    qualified,
 )
 
 log = logging.getLogger("metrictui.sink")
@@ -127,7 +128,7 @@ class Store:
         return self.conn is not None and not self.conn.closed and not self.conn.broken
 
     def _t(self, name: str) -> sql.Composed:
-        return sql.SQL("{}.{}").format(sql.Identifier(self.schema), sql.Identifier(name))
+        return qualified(self.schema, name)
 
     # -- partitions -------------------------------------------------------------------------
 
