@@ -37,7 +37,7 @@ class LocalControl:
 
     @property
     def description(self) -> str:
-        return f"in-process engine (role {self.engine.role})"
+        return "in-process engine"  # the header adds the agent and role from each snapshot
 
     def snapshot(self) -> StatsSnapshot | None:
         return self.engine.snapshot()
