@@ -100,8 +100,7 @@ class Engine:
         if self.consumes:
             if cfg.postgres.dsn is None:
                 raise UserError("[postgres] dsn is not set: the consumer role needs PostgreSQL")
-            self.sink = Sink(cfg, self.stats, client_id)
-            self.sink.tune_gc = not self.dashboard
+            self.sink = Sink(cfg, self.stats, client_id, tune_gc=not self.dashboard)
             steps.append(prepare_postgres(cfg, self.sink, self.stats))
         topics_ready, *_ = await side_by_side(*steps)
         if not topics_ready:

@@ -61,7 +61,9 @@ FIRST_BATCH_MAX = 500
 class Sink:
     """Owns the Kafka consumer and the store; `run()` is the engine's consumer task."""
 
-    def __init__(self, config: Config, stats: Stats, client_id: str) -> None:
+    def __init__(
+        self, config: Config, stats: Stats, client_id: str, *, tune_gc: bool = True
+    ) -> None:
         self.config = config
         self.stats = stats
         self.client_id = client_id
@@ -82,7 +84,7 @@ class Sink:
         self.fleet = HeartbeatKeeper(self.store, self.stats)
         self._write_error: str | None = None  # the last write failure said, until one works
         self.batches = Batches(stats)
-        self.tune_gc = True
+        self.tune_gc = tune_gc
         """Set the cycle collector for a hot path without cycles (engine.process_gc) once
         running; off in the dashboard's process."""
 
